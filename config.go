@@ -1,0 +1,195 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting, each a flag and a POLLBOX_* variable. The
+// defaults live in the table in configFlags and nowhere else.
+type config struct {
+	Addr              string
+	RedisURL          string
+	RedisClusterAddrs string
+	RedisSentinels    string
+	RedisMaster       string
+	RedisPoolSize     int
+	RedisTimeout      time.Duration
+	KeyPrefix         string
+
+	JWTSecret         string
+	JWTSecretBase64   string
+	JWTPublicKeyFile  string
+	JWTAlgorithms     string
+	JWTUserClaim      string
+	JWTGroupsClaim    string
+	PublisherGroups   string
+	APIKeys           string
+	SessionKeyPrefix  string
+	SessionRedisURL   string
+
+	PollTimeout     time.Duration
+	PollTimeoutMax  time.Duration
+	MaxPollsPerUser int
+	InboxMaxLen     int
+	Retention       time.Duration
+	MaxBody         int
+	MaxRecipients   int
+	PublishRate     float64
+	PublishBurst    int
+	ShutdownTimeout time.Duration
+
+	CORSOrigins string
+	TLSCert     string
+	TLSKey      string
+	LogLevel    string
+	LogFormat   string
+	PprofAddr   string
+}
+
+// configFlags defines the flags on fs, with defaults taken from the
+// environment when set. Each flag --foo-bar reads POLLBOX_FOO_BAR.
+func configFlags(fs *flag.FlagSet, c *config, getenv func(string) string) *[]error {
+	var errs []error
+	env := func(name string) (string, bool) {
+		v := getenv("POLLBOX_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+		return v, v != ""
+	}
+	str := func(p *string, name, def, usage string) {
+		if v, ok := env(name); ok {
+			def = v
+		}
+		fs.StringVar(p, name, def, usage+envNote(name))
+	}
+	num := func(p *int, name string, def int, usage string) {
+		if v, ok := env(name); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("POLLBOX_%s: %v", envName(name), err))
+			}
+			def = n
+		}
+		fs.IntVar(p, name, def, usage+envNote(name))
+	}
+	flt := func(p *float64, name string, def float64, usage string) {
+		if v, ok := env(name); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("POLLBOX_%s: %v", envName(name), err))
+			}
+			def = n
+		}
+		fs.Float64Var(p, name, def, usage+envNote(name))
+	}
+	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
+		if v, ok := env(name); ok {
+			d, err := parseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("POLLBOX_%s: %v", envName(name), err))
+			}
+			def = d
+		}
+		*p = def
+		fs.Func(name, usage+" (default "+def.String()+")"+envNote(name), func(s string) error {
+			d, err := parseDuration(s)
+			*p = d
+			return err
+		})
+	}
+	str(&c.Addr, "addr", ":8080", "listen address")
+	str(&c.RedisURL, "redis-url", "", "Redis URL (redis:// or rediss://); empty with no cluster = embedded in-memory Redis")
+	str(&c.RedisClusterAddrs, "redis-cluster-addrs", "", "comma-separated Redis Cluster seed addresses")
+	str(&c.RedisSentinels, "redis-sentinel-addrs", "", "comma-separated Sentinel addresses (with --redis-master)")
+	str(&c.RedisMaster, "redis-master", "", "Sentinel master name")
+	num(&c.RedisPoolSize, "redis-pool-size", 16, "Redis connections per node (waiting polls hold none)")
+	dur(&c.RedisTimeout, "redis-timeout", 3*time.Second, "Redis dial/read/write timeout")
+	str(&c.KeyPrefix, "key-prefix", "pollbox:", "prefix of every Redis key")
+	str(&c.JWTSecret, "jwt-secret", "", "HMAC secret for user tokens (raw)")
+	str(&c.JWTSecretBase64, "jwt-secret-base64", "", "HMAC secret for user tokens, base64 (smpe-admin's jwt.base64-secret)")
+	str(&c.JWTPublicKeyFile, "jwt-public-key-file", "", "PEM public key for RS256/ES256 tokens")
+	str(&c.JWTAlgorithms, "jwt-algorithms", "", "accepted JWT algorithms (default HS256,HS384,HS512 with a secret; RS256 or ES256 with a key)")
+	str(&c.JWTUserClaim, "jwt-user-claim", "sub", "claim holding the user id")
+	str(&c.JWTGroupsClaim, "jwt-groups-claim", "groups", "claim holding the groups: JSON array or comma-separated (smpe-admin: auth)")
+	str(&c.PublisherGroups, "publisher-groups", "admin", "comma-separated groups allowed to publish")
+	str(&c.APIKeys, "api-keys", "", "publisher API keys, name:secret,…")
+	str(&c.SessionKeyPrefix, "session-key-prefix", "", "accept a token only while Redis key <prefix><token> exists (smpe-admin: online-token-)")
+	str(&c.SessionRedisURL, "session-redis-url", "", "Redis holding the session keys, when not pollbox's own")
+	dur(&c.PollTimeout, "poll-timeout", 25*time.Second, "default poll wait")
+	dur(&c.PollTimeoutMax, "poll-timeout-max", 60*time.Second, "longest poll wait a client may ask for")
+	num(&c.MaxPollsPerUser, "max-polls-per-user", 20, "concurrent polls per user on one instance")
+	num(&c.InboxMaxLen, "inbox-maxlen", 1000, "entries kept per stream (approximate)")
+	dur(&c.Retention, "retention", 30*24*time.Hour, "entries older than this are trimmed (e.g. 30d, 720h)")
+	num(&c.MaxBody, "max-body", 64<<10, "bytes of body+data in one message")
+	num(&c.MaxRecipients, "max-recipients", 10000, "users in one publish")
+	flt(&c.PublishRate, "publish-rate", 100, "publishes per second per publisher (0 = unlimited)")
+	num(&c.PublishBurst, "publish-burst", 200, "publish burst per publisher")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown may take")
+	str(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed cross-origin (* for any)")
+	str(&c.TLSCert, "tls-cert", "", "TLS certificate file (enables HTTPS and HTTP/2)")
+	str(&c.TLSKey, "tls-key", "", "TLS key file")
+	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "json", "json or console")
+	str(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address (off when empty; keep it private)")
+	return &errs
+}
+
+func envName(flagName string) string { return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_")) }
+func envNote(flagName string) string { return " [$POLLBOX_" + envName(flagName) + "]" }
+
+// parseDuration is time.ParseDuration plus a "d" (days) unit.
+func parseDuration(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("bad duration %q", s)
+	}
+	return d, nil
+}
+
+// parseConfig reads flags and environment.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("pollbox", flag.ContinueOnError)
+	fs.SetOutput(out)
+	c := &config{}
+	errs := configFlags(fs, c, getenv)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "pollbox: in-app notifications over HTTP long-polling, stored in Redis Streams.\n\n"+
+			"Usage:\n  pollbox [flags]                 run the server\n"+
+			"  pollbox token --user ID [--groups a,b] [--ttl 1h]   print a signed user token\n\nFlags (each also an environment variable):\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if len(*errs) > 0 {
+		return nil, errors.Join(*errs...)
+	}
+	if c.PollTimeout > c.PollTimeoutMax {
+		return nil, errors.New("poll-timeout is above poll-timeout-max")
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

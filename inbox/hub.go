@@ -1,0 +1,213 @@
+package inbox
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Hub wakes waiting polls when the streams they wait on grow. Each pollbox
+// instance holds exactly one Redis subscription (to the wake channel) no
+// matter how many polls wait; publishers PUBLISH the key of the stream
+// they appended to in the same script as the XADD. A waiting poll
+// therefore holds no Redis connection at all, only a Waiter in a map.
+//
+// Correctness rests on ordering: a poll registers its Waiter first and
+// reads its streams second. An entry added before the read is seen by the
+// read; one added after it publishes a wake-up that finds the Waiter
+// already registered. Wake-ups lost while the subscription was down are
+// covered by waking every waiter whenever the subscription (re)starts or
+// fails, so they re-read instead of sleeping to their timeout.
+type Hub struct {
+	rdb     redis.UniversalClient
+	channel string
+
+	mu      sync.Mutex
+	byKey   map[string]map[*Waiter]struct{}
+	waiters map[*Waiter]struct{}
+
+	connected  atomic.Bool
+	reconnects atomic.Int64
+	// OnEvent, if set before Run, is told of "reconnected", "lost" and
+	// "wake" events (for metrics). It must not block.
+	OnEvent func(event string)
+}
+
+// Waiter is one waiting poll's registration.
+type Waiter struct {
+	// C receives a value whenever the waiter has been woken since the last Take.
+	C    chan struct{}
+	keys []string
+
+	mu    sync.Mutex
+	fired map[string]struct{}
+	all   bool
+}
+
+// NewHub returns a hub for the given wake channel. Call Run to start it.
+func NewHub(rdb redis.UniversalClient, channel string) *Hub {
+	return &Hub{rdb: rdb, channel: channel, byKey: map[string]map[*Waiter]struct{}{}, waiters: map[*Waiter]struct{}{}}
+}
+
+// Register adds a waiter for the given keys. Unregister it when done.
+func (h *Hub) Register(keys ...string) *Waiter {
+	w := &Waiter{C: make(chan struct{}, 1), keys: keys, fired: map[string]struct{}{}}
+	h.mu.Lock()
+	h.waiters[w] = struct{}{}
+	for _, k := range keys {
+		set := h.byKey[k]
+		if set == nil {
+			set = map[*Waiter]struct{}{}
+			h.byKey[k] = set
+		}
+		set[w] = struct{}{}
+	}
+	h.mu.Unlock()
+	return w
+}
+
+// Unregister removes a waiter.
+func (h *Hub) Unregister(w *Waiter) {
+	h.mu.Lock()
+	delete(h.waiters, w)
+	for _, k := range w.keys {
+		if set := h.byKey[k]; set != nil {
+			delete(set, w)
+			if len(set) == 0 {
+				delete(h.byKey, k)
+			}
+		}
+	}
+	h.mu.Unlock()
+}
+
+// Waiting returns the number of registered waiters.
+func (h *Hub) Waiting() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.waiters)
+}
+
+// Connected reports whether the subscription is currently live.
+func (h *Hub) Connected() bool { return h.connected.Load() }
+
+// Reconnects returns how many times the subscription was (re)established after the first.
+func (h *Hub) Reconnects() int64 { return h.reconnects.Load() }
+
+// Notify wakes the waiters of key, as a message on the wake channel does.
+func (h *Hub) Notify(key string) {
+	h.mu.Lock()
+	for w := range h.byKey[key] {
+		w.fire(key, false)
+	}
+	h.mu.Unlock()
+}
+
+// WakeAll wakes every waiter and tells it to re-read everything.
+func (h *Hub) WakeAll() {
+	h.mu.Lock()
+	for w := range h.waiters {
+		w.fire("", true)
+	}
+	h.mu.Unlock()
+}
+
+func (w *Waiter) fire(key string, all bool) {
+	w.mu.Lock()
+	if all {
+		w.all = true
+	} else {
+		w.fired[key] = struct{}{}
+	}
+	w.mu.Unlock()
+	select { // C has room for one: a pending signal already covers this one
+	case w.C <- struct{}{}:
+	default:
+	}
+}
+
+// Take returns the keys that fired since the last Take (all = every key).
+func (w *Waiter) Take() (keys map[string]struct{}, all bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys, all = w.fired, w.all
+	w.fired, w.all = map[string]struct{}{}, false
+	return keys, all
+}
+
+func (h *Hub) event(e string) {
+	if h.OnEvent != nil {
+		h.OnEvent(e)
+	}
+}
+
+// Run holds the subscription until ctx ends, resubscribing with backoff
+// whenever it fails. It always returns ctx's error.
+func (h *Hub) Run(ctx context.Context) error {
+	backoff := 50 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		ps := h.rdb.Subscribe(ctx, h.channel)
+		err := h.receive(ctx, ps, &first, &backoff)
+		_ = ps.Close()
+		h.connected.Store(false)
+		if ctx.Err() != nil {
+			break
+		}
+		_ = err
+		h.event("lost")
+		// Waiters must not trust that nothing happened while we were away.
+		h.WakeAll()
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		if backoff *= 2; backoff > time.Second {
+			backoff = time.Second
+		}
+	}
+	h.connected.Store(false)
+	return ctx.Err()
+}
+
+// receive reads wake-ups until the connection fails.
+func (h *Hub) receive(ctx context.Context, ps *redis.PubSub, first *bool, backoff *time.Duration) error {
+	for {
+		// A bounded wait lets a silent dead connection be found by the Ping below.
+		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
+		if err != nil {
+			if isTimeout(err) && h.connected.Load() {
+				if perr := ps.Ping(ctx); perr == nil {
+					continue
+				}
+			}
+			return err
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				h.connected.Store(true)
+				*backoff = 50 * time.Millisecond
+				if !*first {
+					h.reconnects.Add(1)
+					h.event("reconnected")
+				}
+				*first = false
+				h.WakeAll()
+			}
+		case *redis.Message:
+			h.event("wake")
+			h.Notify(m.Payload)
+		case *redis.Pong:
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	type timeout interface{ Timeout() bool }
+	t, ok := err.(timeout)
+	return ok && t.Timeout()
+}

@@ -1,0 +1,60 @@
+package inbox
+
+// Key layout (prefix defaults to "pollbox:"). Every per-user key carries the
+// {<user>} hash tag so that one user's keys share a Redis Cluster slot and a
+// single script can touch them atomically.
+//
+//	<p>inbox:{<user>}      stream: the user's own messages
+//	<p>group:{<group>}     stream: messages to a group
+//	<p>broadcast           stream: messages to everyone
+//	<p>unread:{<user>}     zset: unread inbox entry ids, score = entry ms
+//	<p>expiring:{<user>}   zset: inbox entry ids with an expiry, score = expiry ms
+//	<p>read:{<user>}       hash: per shared stream ("b", "g.<group>") the entry id read up to
+//	<p>seen:{<user>}       zset: shared message ids read one by one, score = entry ms
+//	<p>hidden:{<user>}     zset: shared message ids the user deleted, score = entry ms
+//	<p>idem:{<user>}:<k>   string: entry id published under idempotency key k (24 h)
+//	<p>gidem:{<group>}:<k> string: same for a group stream
+//	<p>bidem:{<p>broadcast}:<k>  same for broadcast; the tag is the broadcast key's own
+//	                       name so both hash to one slot
+//	<p>wake                pub/sub channel: payload is the key of a stream that
+//	                       grew, or of a read-state hash that changed
+type keys struct{ p string }
+
+func (k keys) inbox(u string) string    { return k.p + "inbox:{" + u + "}" }
+func (k keys) group(g string) string    { return k.p + "group:{" + g + "}" }
+func (k keys) broadcast() string        { return k.p + "broadcast" }
+func (k keys) unread(u string) string   { return k.p + "unread:{" + u + "}" }
+func (k keys) expiring(u string) string { return k.p + "expiring:{" + u + "}" }
+func (k keys) read(u string) string     { return k.p + "read:{" + u + "}" }
+func (k keys) seen(u string) string     { return k.p + "seen:{" + u + "}" }
+func (k keys) hidden(u string) string   { return k.p + "hidden:{" + u + "}" }
+func (k keys) wake() string             { return k.p + "wake" }
+
+// idem returns the idempotency key for stream s, in s's slot.
+func (k keys) idem(s stream, user, key string) string {
+	switch s.kind {
+	case 'u':
+		return k.p + "idem:{" + user + "}:" + key
+	case 'g':
+		return k.p + "gidem:{" + s.group + "}:" + key
+	}
+	return k.p + "bidem:{" + k.broadcast() + "}:" + key
+}
+
+func (k keys) userStream(u string) stream { return stream{name: "u", key: k.inbox(u), kind: 'u'} }
+func (k keys) broadcastStream() stream    { return stream{name: "b", key: k.broadcast(), kind: 'b'} }
+func (k keys) groupStream(g string) stream {
+	return stream{name: "g." + g, key: k.group(g), group: g, kind: 'g'}
+}
+
+// streamsFor lists a reader's streams: inbox, broadcast, then groups in
+// the (sorted) order given.
+func streamsFor(prefix, user string, groups []string) []stream {
+	k := keys{prefix}
+	ss := make([]stream, 0, 2+len(groups))
+	ss = append(ss, k.userStream(user), k.broadcastStream())
+	for _, g := range groups {
+		ss = append(ss, k.groupStream(g))
+	}
+	return ss
+}

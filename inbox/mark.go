@@ -1,0 +1,158 @@
+package inbox
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// MaxReadIDs caps the ids in one MarkRead call.
+const MaxReadIDs = 1000
+
+// MarkRead marks messages read for the reader (on every device: the state
+// is per user) and returns the new unread count. With all set it marks
+// everything up to the current tail of every stream read. Waiting polls of
+// the same user are woken so their unread badges follow.
+func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) (int, error) {
+	streams, err := s.streamsOf(r)
+	if err != nil {
+		return 0, err
+	}
+	if !all && len(ids) == 0 {
+		return 0, fmt.Errorf("%w: ids or all is required", ErrInvalid)
+	}
+	if len(ids) > MaxReadIDs {
+		return 0, fmt.Errorf("%w: more than %d ids", ErrInvalid, MaxReadIDs)
+	}
+	var inboxIDs []any
+	var seen []redis.Z
+	for _, id := range ids {
+		m, err := parseMsgRef(id)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := findStream(streams, m); err != nil {
+			return 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		if m.kind == 'u' {
+			inboxIDs = append(inboxIDs, m.entry.String())
+		} else {
+			seen = append(seen, redis.Z{Score: float64(m.entry.ms), Member: id})
+		}
+	}
+	var tails positions
+	if all {
+		var shared []stream
+		for _, st := range streams {
+			if st.kind != 'u' {
+				shared = append(shared, st)
+			}
+		}
+		if tails, err = s.tails(ctx, shared); err != nil {
+			return 0, err
+		}
+	}
+	u := r.User
+	cutoff := strconv.FormatInt(ms(s.opt.Now().Add(-s.opt.Retention)), 10)
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if all {
+			p.Del(ctx, s.k.unread(u), s.k.expiring(u))
+			fields := make([]any, 0, 2*len(tails))
+			for name, e := range tails {
+				fields = append(fields, name, e.String())
+			}
+			p.HSet(ctx, s.k.read(u), fields...)
+			// Individually read ids at or below the new marks are now redundant.
+			p.Del(ctx, s.k.seen(u))
+		}
+		if len(inboxIDs) > 0 {
+			p.ZRem(ctx, s.k.unread(u), inboxIDs...)
+			p.ZRem(ctx, s.k.expiring(u), inboxIDs...)
+		}
+		if len(seen) > 0 {
+			p.ZAdd(ctx, s.k.seen(u), seen...)
+			p.ZRemRangeByScore(ctx, s.k.seen(u), "-inf", "("+cutoff)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, wrapRedis("mark read", err)
+	}
+	s.wakeState(ctx, u)
+	st, err := s.loadState(ctx, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	return s.unreadCount(ctx, streams, st)
+}
+
+// Delete removes a message from the reader's view. An inbox entry is
+// deleted from the stream; a broadcast or group entry is hidden for this
+// user only. It returns ErrNotFound when the message is not in the view.
+func (s *Store) Delete(ctx context.Context, r Reader, id string) error {
+	streams, err := s.streamsOf(r)
+	if err != nil {
+		return err
+	}
+	m, err := parseMsgRef(id)
+	if err != nil {
+		return err
+	}
+	st, err := findStream(streams, m)
+	if err != nil {
+		return err
+	}
+	u := r.User
+	e := m.entry.String()
+	if st.kind == 'u' {
+		var del *redis.IntCmd
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			del = p.XDel(ctx, st.key, e)
+			p.ZRem(ctx, s.k.unread(u), e)
+			p.ZRem(ctx, s.k.expiring(u), e)
+			return nil
+		})
+		if err != nil {
+			return wrapRedis("delete", err)
+		}
+		s.wakeState(ctx, u)
+		if del.Val() == 0 {
+			return ErrNotFound
+		}
+		return nil
+	}
+	// A shared entry: it must exist (and not be hidden already) to be deleted.
+	xs, err := s.rdb.XRangeN(ctx, st.key, e, e, 1).Result()
+	if err != nil && err != redis.Nil {
+		return wrapRedis("delete", err)
+	}
+	if len(xs) == 0 {
+		return ErrNotFound
+	}
+	cutoff := strconv.FormatInt(ms(s.opt.Now().Add(-s.opt.Retention)), 10)
+	var added *redis.IntCmd
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		added = p.ZAdd(ctx, s.k.hidden(u), redis.Z{Score: float64(m.entry.ms), Member: id})
+		p.ZRemRangeByScore(ctx, s.k.hidden(u), "-inf", "("+cutoff)
+		return nil
+	})
+	if err != nil {
+		return wrapRedis("delete", err)
+	}
+	s.wakeState(ctx, u)
+	if added.Val() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// wakeState tells every instance that a user's read state changed. It is
+// sent after the change has committed (not inside the transaction: in a
+// cluster a key-less PUBLISH would run as a separate transaction on some
+// other node, possibly first). A lost wake-up costs only badge freshness,
+// so its error is not the caller's failure.
+func (s *Store) wakeState(ctx context.Context, user string) {
+	_ = s.rdb.Publish(ctx, s.k.wake(), s.k.read(user)).Err()
+}

@@ -1,0 +1,248 @@
+package inbox
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Poll limits.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// PollOptions are the parameters of one poll.
+type PollOptions struct {
+	Cursor string        // "" = start from now
+	Limit  int           // messages per answer; 0 = DefaultLimit
+	Wait   time.Duration // how long to wait for news; 0 = answer at once
+	// Stop, when closed, ends a waiting poll at once with its cursor (for
+	// graceful shutdown). Cancelling ctx instead ends it with ctx's error.
+	Stop <-chan struct{}
+}
+
+// PollResult is the answer to a poll.
+type PollResult struct {
+	Messages []Message // oldest first
+	Cursor   string
+	Unread   int
+	More     bool // more messages are ready: poll again at once
+	Reset    bool // a stream was trimmed past the cursor: messages were missed
+}
+
+// Poll returns the reader's messages after the cursor, waiting up to
+// o.Wait for some to arrive. A change to the reader's read state also ends
+// the wait, so every device learns the new unread count. While waiting the
+// poll holds no Redis connection: it sleeps on a hub Waiter.
+func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, error) {
+	streams, err := s.streamsOf(r)
+	if err != nil {
+		return PollResult{}, err
+	}
+	if o.Limit <= 0 {
+		o.Limit = DefaultLimit
+	}
+	if o.Limit > MaxLimit {
+		return PollResult{}, fmt.Errorf("%w: limit above %d", ErrInvalid, MaxLimit)
+	}
+	pos := positions{}
+	if o.Cursor != "" {
+		if pos, err = decodeCursor(o.Cursor, streams); err != nil {
+			return PollResult{}, err
+		}
+	}
+
+	// Register before the first read: see Hub for why this order matters.
+	stateKey := s.k.read(r.User)
+	keys := make([]string, 0, len(streams)+1)
+	byKey := make(map[string]stream, len(streams))
+	for _, st := range streams {
+		keys = append(keys, st.key)
+		byKey[st.key] = st
+	}
+	keys = append(keys, stateKey)
+	w := s.hub.Register(keys...)
+	defer s.hub.Unregister(w)
+
+	// Streams the cursor does not cover (no cursor, or a group new to the
+	// token) start from their current tail.
+	var missing []stream
+	for _, st := range streams {
+		if _, ok := pos[st.name]; !ok {
+			missing = append(missing, st)
+		}
+	}
+	if len(missing) > 0 {
+		tails, err := s.tails(ctx, missing)
+		if err != nil {
+			return PollResult{}, err
+		}
+		for k, v := range tails {
+			pos[k] = v
+		}
+	}
+
+	var timer <-chan time.Time
+	if o.Wait > 0 {
+		t := time.NewTimer(o.Wait)
+		defer t.Stop()
+		timer = t.C
+	}
+	toRead := streams
+	res := PollResult{}
+	unread := -1 // not yet known
+	for {
+		if len(toRead) > 0 {
+			got, st, err := s.readAfter(ctx, r.User, toRead, pos, o.Limit, &res)
+			if err != nil {
+				return PollResult{}, err
+			}
+			if len(got) > 0 || res.Reset {
+				res.Messages = got
+				return s.finish(ctx, streams, pos, st, res)
+			}
+			if res.More {
+				// Only hidden or expired entries so far, and more behind them.
+				res.More = false
+				toRead = streams
+				continue
+			}
+			if st != nil && unread < 0 {
+				if unread, err = s.unreadCount(ctx, streams, st); err != nil {
+					return PollResult{}, err
+				}
+			}
+		}
+		if unread < 0 {
+			st, err := s.loadState(ctx, r.User, nil)
+			if err != nil {
+				return PollResult{}, err
+			}
+			if unread, err = s.unreadCount(ctx, streams, st); err != nil {
+				return PollResult{}, err
+			}
+		}
+		if o.Wait <= 0 {
+			return s.answer(streams, pos, unread, res), nil
+		}
+		select {
+		case <-w.C:
+		case <-timer:
+			return s.answer(streams, pos, unread, res), nil
+		case <-o.Stop:
+			return s.answer(streams, pos, unread, res), nil
+		case <-ctx.Done():
+			return PollResult{}, context.Cause(ctx)
+		}
+		fired, all := w.Take()
+		if _, ok := fired[stateKey]; ok {
+			// Another device changed the read state: answer with the new count.
+			delete(fired, stateKey)
+			unread = -1
+			if len(fired) == 0 && !all {
+				st, err := s.loadState(ctx, r.User, nil)
+				if err != nil {
+					return PollResult{}, err
+				}
+				if unread, err = s.unreadCount(ctx, streams, st); err != nil {
+					return PollResult{}, err
+				}
+				return s.answer(streams, pos, unread, res), nil
+			}
+		}
+		toRead = toRead[:0:0]
+		if all {
+			toRead = streams
+		} else {
+			for k := range fired {
+				if st, ok := byKey[k]; ok {
+					toRead = append(toRead, st)
+				}
+			}
+		}
+	}
+}
+
+func (s *Store) answer(streams []stream, pos positions, unread int, res PollResult) PollResult {
+	res.Cursor = encodeCursor(streams, pos)
+	res.Unread = unread
+	if res.Messages == nil {
+		res.Messages = []Message{}
+	}
+	return res
+}
+
+func (s *Store) finish(ctx context.Context, streams []stream, pos positions, st *userState, res PollResult) (PollResult, error) {
+	n, err := s.unreadCount(ctx, streams, st)
+	if err != nil {
+		return PollResult{}, err
+	}
+	return s.answer(streams, pos, n, res), nil
+}
+
+// readAfter reads up to limit+1 entries after the position of each given
+// stream, merges them oldest first, drops hidden and expired ones, and
+// consumes up to limit visible messages, advancing pos past everything
+// consumed (including dropped entries). It sets res.More when entries are
+// left over and res.Reset when a stream was trimmed past its position.
+// When anything was read it also returns the user's state (for read flags).
+func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos positions, limit int, res *PollResult) ([]Message, *userState, error) {
+	calls := make([]scriptCall, len(toRead))
+	for i, st := range toRead {
+		calls[i] = scriptCall{keys: []string{st.key}, args: []any{pos[st.name].String(), limit + 1}}
+	}
+	out, err := s.evalPipe(ctx, readScript, calls)
+	if err != nil {
+		return nil, nil, err
+	}
+	var all []*Message
+	var inboxIDs []string
+	for i, st := range toRead {
+		pair, _ := out[i].([]any)
+		if len(pair) != 2 {
+			return nil, nil, fmt.Errorf("read: unexpected reply %T", out[i])
+		}
+		if reset, _ := pair[0].(int64); reset == 1 {
+			res.Reset = true
+		}
+		msgs, err := decodeEntries(st, pair[1])
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(msgs) > limit {
+			// The stream may hold more than was read, whatever is consumed below.
+			res.More = true
+		}
+		for _, m := range msgs {
+			if st.kind == 'u' {
+				inboxIDs = append(inboxIDs, m.entry.String())
+			}
+		}
+		all = append(all, msgs...)
+	}
+	if len(all) == 0 {
+		return nil, nil, nil
+	}
+	st, err := s.loadState(ctx, user, inboxIDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].before(all[j]) })
+	now := ms(s.opt.Now())
+	var got []Message
+	for _, m := range all {
+		visible := !m.expired(now) && !st.hidden[m.ID]
+		if visible && len(got) == limit {
+			res.More = true
+			break
+		}
+		pos[m.stream] = m.entry
+		if visible {
+			m.Read = st.isRead(m)
+			got = append(got, *m)
+		}
+	}
+	return got, st, nil
+}

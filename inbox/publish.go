@@ -1,0 +1,127 @@
+package inbox
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+)
+
+// MaxRecipients is the default cap on users in one publish.
+const MaxRecipients = 10000
+
+// ValidIdempotencyKey reports whether k may be used as an idempotency key:
+// 1–128 characters from [A-Za-z0-9_.:@-].
+func ValidIdempotencyKey(k string) bool { return len(k) <= MaxKeyLen && ValidGroup(k) }
+
+// Publish appends the draft to each target stream: one entry per listed
+// user's inbox, one per group stream, or one in the broadcast stream. It
+// returns the public message ids, one per target in the order given
+// (duplicates in the list get the same id). It returns only after Redis
+// has accepted every entry; on error some entries may exist, and a retry
+// with the same idempotency key completes the rest without copies.
+func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, maxBody int) ([]string, error) {
+	if err := d.Validate(maxBody); err != nil {
+		return nil, err
+	}
+	if idemKey != "" && !ValidIdempotencyKey(idemKey) {
+		return nil, fmt.Errorf("%w: idempotency_key must be 1-%d characters of [A-Za-z0-9_.:@-]", ErrInvalid, MaxKeyLen)
+	}
+	n := 0
+	if len(t.Users) > 0 {
+		n++
+	}
+	if len(t.Groups) > 0 {
+		n++
+	}
+	if t.Broadcast {
+		n++
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("%w: exactly one of to, groups, broadcast is required", ErrInvalid)
+	}
+
+	// Resolve targets to distinct streams, remembering each input's slot.
+	var streams []stream
+	var users []string // user of each stream (for kind 'u')
+	index := map[string]int{}
+	order := []int{}
+	add := func(st stream, user string) {
+		i, ok := index[st.key]
+		if !ok {
+			i = len(streams)
+			index[st.key] = i
+			streams = append(streams, st)
+			users = append(users, user)
+		}
+		order = append(order, i)
+	}
+	switch {
+	case len(t.Users) > 0:
+		if len(t.Users) > MaxRecipients {
+			return nil, fmt.Errorf("%w: more than %d recipients", ErrInvalid, MaxRecipients)
+		}
+		for _, u := range t.Users {
+			if !ValidUser(u) {
+				return nil, fmt.Errorf("%w: user id %q", ErrBadName, u)
+			}
+			st := s.k.userStream(u)
+			add(st, u)
+		}
+	case len(t.Groups) > 0:
+		if len(t.Groups) > MaxRecipients {
+			return nil, fmt.Errorf("%w: more than %d groups", ErrInvalid, MaxRecipients)
+		}
+		for _, g := range t.Groups {
+			if !ValidGroup(g) {
+				return nil, fmt.Errorf("%w: group %q", ErrBadName, g)
+			}
+			add(s.k.groupStream(g), "")
+		}
+	default:
+		add(s.k.broadcastStream(), "")
+	}
+
+	now := s.opt.Now()
+	fv, expiresAt := d.fields(now)
+	minID := strconv.FormatInt(ms(now.Add(-s.opt.Retention)), 10) + "-0"
+	useIdem := "0"
+	if idemKey != "" {
+		useIdem = "1"
+	}
+	base := []any{useIdem, int64(s.opt.IdempotentFor.Seconds()), s.opt.MaxLen, minID, expiresAt, s.k.wake()}
+	args := append(base, fv...)
+	calls := make([]scriptCall, len(streams))
+	for i, st := range streams {
+		ik := s.k.idem(st, users[i], idemKey)
+		if idemKey == "" {
+			ik = s.k.idem(st, users[i], "-") // never read or written; keeps the slot
+		}
+		ks := []string{st.key, ik}
+		if st.kind == 'u' {
+			ks = append(ks, s.k.unread(users[i]), s.k.expiring(users[i]))
+		}
+		calls[i] = scriptCall{keys: ks, args: args}
+	}
+	res, err := s.evalPipe(ctx, publishScript, calls)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(streams))
+	for i, r := range res {
+		pair, _ := r.([]any)
+		if len(pair) != 2 {
+			return nil, fmt.Errorf("publish: unexpected reply %v", r)
+		}
+		idStr, _ := pair[0].(string)
+		e, err := parseEntryID(idStr)
+		if err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		ids[i] = streams[i].publicID(e)
+	}
+	out := make([]string, len(order))
+	for j, i := range order {
+		out[j] = ids[i]
+	}
+	return out, nil
+}

@@ -1,0 +1,325 @@
+// Command pollbox serves in-app notifications over HTTP long-polling,
+// with Redis Streams as each user's inbox.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"pollbox/inbox"
+	"pollbox/poll"
+)
+
+var _ poll.Store = (*inbox.Store)(nil)
+var _ poll.SessionChecker = (*inbox.Sessions)(nil)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "pollbox:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts pollbox and blocks until ctx ends (then shuts down gracefully)
+// or the server fails. Tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], getenv, stdout, stderr)
+	}
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+
+	var dev *devMode
+	rdb, closeRedis, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	if rdb == nil {
+		if dev, err = startDevMode(cfg); err != nil {
+			return err
+		}
+		defer dev.close()
+		rdb = dev.rdb
+	} else if cfg.JWTSecret == "" && cfg.JWTSecretBase64 == "" && cfg.JWTPublicKeyFile == "" {
+		return errors.New("refusing to start: a Redis is configured but no JWT key is " +
+			"(set POLLBOX_JWT_SECRET, POLLBOX_JWT_SECRET_BASE64 or POLLBOX_JWT_PUBLIC_KEY_FILE)")
+	}
+
+	authCfg, err := authConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.SessionKeyPrefix != "" {
+		srdb := rdb
+		if cfg.SessionRedisURL != "" {
+			opt, err := redis.ParseURL(cfg.SessionRedisURL)
+			if err != nil {
+				return fmt.Errorf("session-redis-url: %w", err)
+			}
+			sc := redis.NewClient(opt)
+			defer sc.Close()
+			srdb = sc
+		}
+		authCfg.Sessions = inbox.NewSessions(srdb, cfg.SessionKeyPrefix)
+	}
+	auth, err := poll.NewAuthenticator(authCfg)
+	if err != nil {
+		return err
+	}
+
+	store := inbox.New(rdb, inbox.Options{Prefix: cfg.KeyPrefix, MaxLen: int64(cfg.InboxMaxLen), Retention: cfg.Retention})
+	metrics := poll.NewMetrics()
+	store.Hub().OnEvent = metrics.HubEvent
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	hubDone := make(chan struct{})
+	go func() { defer close(hubDone); _ = store.Hub().Run(hubCtx) }()
+	defer func() { stopHub(); <-hubDone }()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	stopping := make(chan struct{})
+	hcfg := poll.Config{
+		PollTimeout: cfg.PollTimeout, PollTimeoutMax: cfg.PollTimeoutMax, MaxPollsPerUser: cfg.MaxPollsPerUser,
+		MaxBody: cfg.MaxBody, MaxRecipients: cfg.MaxRecipients, PublishRate: cfg.PublishRate,
+		PublishBurst: cfg.PublishBurst, CORSOrigins: splitList(cfg.CORSOrigins), Stop: stopping,
+		StoreTimeout: cfg.RedisTimeout + 2*time.Second,
+	}
+	if dev != nil && dev.tokens != nil {
+		hcfg.DevTokens = dev.tokens
+	}
+	srv := &http.Server{
+		Handler:           poll.New(hcfg, store, auth, metrics, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		// Above the longest poll, so a waiting poll is never cut mid-answer.
+		WriteTimeout:   cfg.PollTimeoutMax + 15*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       newStdLogger(log),
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		scheme = "https"
+	}
+	base := scheme + "://" + displayAddr(ln.Addr())
+	log.Info().Str("addr", ln.Addr().String()).Str("url", base).Bool("embedded_redis", dev != nil).Msg("pollbox listening")
+	if dev != nil {
+		dev.announce(stdout, base)
+	}
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopPprof()
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		if scheme == "https" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down: answering waiting polls")
+	close(stopping) // waiting polls answer now with their cursors
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn().Err(err).Msg("shutdown deadline passed; closing remaining connections")
+		srv.Close()
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// openRedis connects to the configured Redis; it returns a nil client when
+// none is configured (zero-config mode).
+func openRedis(cfg *config) (redis.UniversalClient, func(), error) {
+	opt := &redis.UniversalOptions{
+		PoolSize: cfg.RedisPoolSize, MinIdleConns: 2,
+		DialTimeout: cfg.RedisTimeout, ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout,
+		PoolTimeout: cfg.RedisTimeout, MaxRetries: 1,
+	}
+	switch {
+	case cfg.RedisClusterAddrs != "":
+		opt.Addrs = splitList(cfg.RedisClusterAddrs)
+		opt.IsClusterMode = true
+	case cfg.RedisSentinels != "":
+		if cfg.RedisMaster == "" {
+			return nil, nil, errors.New("redis-sentinel-addrs needs redis-master")
+		}
+		opt.Addrs = splitList(cfg.RedisSentinels)
+		opt.MasterName = cfg.RedisMaster
+	case cfg.RedisURL != "":
+		u, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("redis-url: %w", err)
+		}
+		opt.Addrs = []string{u.Addr}
+		opt.Username, opt.Password, opt.DB, opt.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
+	default:
+		return nil, func() {}, nil
+	}
+	rdb := redis.NewUniversalClient(opt)
+	return rdb, func() { rdb.Close() }, nil
+}
+
+// authConfig builds the token settings from the configuration.
+func authConfig(cfg *config) (poll.AuthConfig, error) {
+	ac := poll.AuthConfig{UserClaim: cfg.JWTUserClaim, GroupsClaim: cfg.JWTGroupsClaim,
+		PublisherGroups: splitList(cfg.PublisherGroups), Leeway: 30 * time.Second}
+	var defAlgs []string
+	switch {
+	case cfg.JWTSecretBase64 != "":
+		s := strings.TrimSpace(cfg.JWTSecretBase64)
+		key, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			if key, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "=")); err != nil {
+				return ac, fmt.Errorf("jwt-secret-base64: %w", err)
+			}
+		}
+		ac.HMACSecret = key
+	case cfg.JWTSecret != "":
+		ac.HMACSecret = []byte(cfg.JWTSecret)
+	}
+	if len(ac.HMACSecret) > 0 {
+		defAlgs = append(defAlgs, "HS256", "HS384", "HS512")
+	}
+	if cfg.JWTPublicKeyFile != "" {
+		key, err := loadPublicKey(cfg.JWTPublicKeyFile)
+		if err != nil {
+			return ac, err
+		}
+		ac.PublicKey = key
+		if _, ok := key.(*rsa.PublicKey); ok {
+			defAlgs = append(defAlgs, "RS256")
+		} else {
+			defAlgs = append(defAlgs, "ES256")
+		}
+	}
+	ac.Algorithms = defAlgs
+	if cfg.JWTAlgorithms != "" {
+		ac.Algorithms = splitList(cfg.JWTAlgorithms)
+	}
+	for _, kv := range splitList(cfg.APIKeys) {
+		name, secret, ok := strings.Cut(kv, ":")
+		if !ok || name == "" || len(secret) < 16 {
+			return ac, fmt.Errorf("api-keys: want name:secret with a secret of 16+ characters, got %q…", name)
+		}
+		ac.APIKeys = append(ac.APIKeys, poll.APIKey{Name: name, Secret: secret})
+	}
+	return ac, nil
+}
+
+func loadPublicKey(path string) (any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("jwt-public-key-file: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("jwt-public-key-file: no PEM block")
+	}
+	var key any
+	switch blk.Type {
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(blk.Bytes)
+	case "CERTIFICATE":
+		var c *x509.Certificate
+		if c, err = x509.ParseCertificate(blk.Bytes); err == nil {
+			key = c.PublicKey
+		}
+	default:
+		key, err = x509.ParsePKIXPublicKey(blk.Bytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jwt-public-key-file: %w", err)
+	}
+	switch key.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey:
+		return key, nil
+	}
+	return nil, errors.New("jwt-public-key-file: need an RSA or ECDSA public key")
+}
+
+func newLogger(cfg *config, w io.Writer) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil || cfg.LogLevel == "" {
+		return zerolog.Logger{}, fmt.Errorf("log-level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	switch cfg.LogFormat {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("log-format %q: want json or console", cfg.LogFormat)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// displayAddr turns a listen address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func servePprof(addr string, log zerolog.Logger) (func(), error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof: %w", err)
+	}
+	s := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Msg("pprof listening")
+	return func() { s.Close() }, nil
+}

@@ -1,0 +1,225 @@
+package poll
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"pollbox/inbox"
+)
+
+// APIKey is a named publisher secret.
+type APIKey struct{ Name, Secret string }
+
+// SessionChecker tells whether a login session is still alive (smpe-admin
+// keeps one Redis key per token while its user is logged in).
+type SessionChecker interface {
+	SessionAlive(ctx context.Context, token string) (bool, error)
+}
+
+// AuthConfig configures token verification.
+type AuthConfig struct {
+	HMACSecret      []byte   // for HS256/384/512
+	PublicKey       any      // *rsa.PublicKey or *ecdsa.PublicKey, for RS256/ES256
+	Algorithms      []string // accepted "alg" values; nothing else passes
+	UserClaim       string   // default "sub"
+	GroupsClaim     string   // default "groups"
+	PublisherGroups []string
+	APIKeys         []APIKey
+	Sessions        SessionChecker // nil: no session check
+	Leeway          time.Duration  // clock skew allowed on exp/nbf
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	User      string   // "" for API keys
+	Groups    []string // from the token
+	Publisher bool
+	Sender    string // user id or API-key name
+	Token     string // the raw bearer token (never logged)
+}
+
+// Authenticator verifies bearer tokens.
+type Authenticator struct {
+	cfg    AuthConfig
+	parser *jwt.Parser
+}
+
+// NewAuthenticator checks the configuration and returns an Authenticator.
+func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
+	if cfg.UserClaim == "" {
+		cfg.UserClaim = "sub"
+	}
+	if cfg.GroupsClaim == "" {
+		cfg.GroupsClaim = "groups"
+	}
+	if len(cfg.Algorithms) == 0 {
+		return nil, errors.New("no JWT algorithms configured")
+	}
+	for _, a := range cfg.Algorithms {
+		switch {
+		case strings.HasPrefix(a, "HS") && (a == "HS256" || a == "HS384" || a == "HS512"):
+			if len(cfg.HMACSecret) == 0 {
+				return nil, fmt.Errorf("algorithm %s needs a JWT secret", a)
+			}
+		case a == "RS256" || a == "RS384" || a == "RS512" || a == "ES256" || a == "ES384" || a == "ES512":
+			if cfg.PublicKey == nil {
+				return nil, fmt.Errorf("algorithm %s needs a public key", a)
+			}
+		default:
+			return nil, fmt.Errorf("unsupported JWT algorithm %q", a)
+		}
+	}
+	p := jwt.NewParser(jwt.WithValidMethods(cfg.Algorithms), jwt.WithJSONNumber(), jwt.WithLeeway(cfg.Leeway))
+	return &Authenticator{cfg: cfg, parser: p}, nil
+}
+
+// bearer extracts the token from the Authorization header or, for clients
+// that cannot set headers, the access_token query parameter.
+func bearer(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// Authenticate verifies the request's token and returns its principal.
+func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
+	tok := bearer(r)
+	if tok == "" {
+		return Principal{}, errNoToken
+	}
+	if len(tok) > 8192 {
+		return Principal{}, errBadToken
+	}
+	if p, ok := a.apiKey(tok); ok {
+		return p, nil
+	}
+	claims := jwt.MapClaims{}
+	_, err := a.parser.ParseWithClaims(tok, claims, a.keyFunc)
+	if err != nil {
+		return Principal{}, errBadToken
+	}
+	user, err := claimString(claims[a.cfg.UserClaim])
+	if err != nil || user == "" {
+		return Principal{}, errBadToken
+	}
+	if !inbox.ValidUser(user) {
+		return Principal{}, badRequest("the token's user id is not a valid pollbox user id")
+	}
+	groups, err := claimGroups(claims[a.cfg.GroupsClaim])
+	if err != nil {
+		return Principal{}, errBadToken
+	}
+	for _, g := range groups {
+		if !inbox.ValidGroup(g) {
+			return Principal{}, badRequest(fmt.Sprintf("the token's group %q is not a valid pollbox group name", g))
+		}
+	}
+	if len(groups) > inbox.MaxGroups {
+		return Principal{}, badRequest(fmt.Sprintf("the token lists more than %d groups", inbox.MaxGroups))
+	}
+	p := Principal{User: user, Groups: groups, Sender: user, Token: tok}
+	for _, g := range groups {
+		for _, pg := range a.cfg.PublisherGroups {
+			if g == pg {
+				p.Publisher = true
+			}
+		}
+	}
+	if a.cfg.Sessions != nil {
+		alive, err := a.cfg.Sessions.SessionAlive(r.Context(), tok)
+		if err != nil {
+			return Principal{}, err
+		}
+		if !alive {
+			return Principal{}, errSessionExpired
+		}
+	}
+	return p, nil
+}
+
+// apiKey compares the token against every key in constant time; it does
+// not stop at the first match, so timing says nothing about which key.
+func (a *Authenticator) apiKey(tok string) (Principal, bool) {
+	var found *APIKey
+	for i := range a.cfg.APIKeys {
+		k := &a.cfg.APIKeys[i]
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(k.Secret)) == 1 && found == nil {
+			found = k
+		}
+	}
+	if found == nil {
+		return Principal{}, false
+	}
+	return Principal{Publisher: true, Sender: found.Name}, true
+}
+
+// keyFunc hands out the key matching the (already pinned) algorithm family,
+// so an HMAC token can never be checked against the public key's bytes.
+func (a *Authenticator) keyFunc(t *jwt.Token) (any, error) {
+	switch t.Method.(type) {
+	case *jwt.SigningMethodHMAC:
+		if len(a.cfg.HMACSecret) > 0 {
+			return a.cfg.HMACSecret, nil
+		}
+	case *jwt.SigningMethodRSA, *jwt.SigningMethodECDSA:
+		if a.cfg.PublicKey != nil {
+			return a.cfg.PublicKey, nil
+		}
+	}
+	return nil, errors.New("no key for algorithm")
+}
+
+func claimString(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		if _, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return string(x), nil
+		}
+	}
+	return "", errors.New("claim is not a string or integer")
+}
+
+// claimGroups accepts a JSON array of strings or a comma-separated string
+// (smpe-admin's "auth" claim is "admin,user:list").
+func claimGroups(v any) ([]string, error) {
+	var raw []string
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		raw = strings.Split(x, ",")
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, errors.New("group is not a string")
+			}
+			raw = append(raw, s)
+		}
+	default:
+		return nil, errors.New("groups claim has the wrong type")
+	}
+	out := raw[:0]
+	for _, g := range raw {
+		if g = strings.TrimSpace(g); g != "" {
+			out = append(out, g)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,63 @@
+package poll
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are pollbox's Prometheus series. Create them with NewMetrics and
+// pass the same value to the handler and to whoever reports hub events.
+type Metrics struct {
+	Registry        *prometheus.Registry
+	waiting         prometheus.Gauge
+	polls           *prometheus.CounterVec
+	published       prometheus.Counter
+	delivered       prometheus.Counter
+	publishLatency  prometheus.Histogram
+	deliveryLatency prometheus.Histogram
+	redisErrors     prometheus.Counter
+	hubReconnects   prometheus.Counter
+	requests        *prometheus.CounterVec
+}
+
+// NewMetrics registers pollbox's series (and the Go runtime's) in a fresh registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pollbox_polls_waiting",
+			Help: "Long-polls currently open on this instance."}),
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pollbox_polls_total",
+			Help: "Polls answered, by outcome (messages, empty, error, rejected, gone)."}, []string{"outcome"}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_messages_published_total",
+			Help: "Stream entries written by publishes (one per recipient stream)."}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_messages_delivered_total",
+			Help: "Messages returned by polls."}),
+		publishLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pollbox_publish_seconds",
+			Help: "Time to handle a publish request.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pollbox_delivery_seconds",
+			Help: "Time from a message's creation to its delivery by a poll.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_redis_errors_total",
+			Help: "Requests that failed because Redis was unavailable."}),
+		hubReconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_hub_reconnects_total",
+			Help: "Times the wake-up subscription was re-established."}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pollbox_http_requests_total",
+			Help: "HTTP requests by route and status."}, []string{"route", "status"}),
+	}
+	m.Registry.MustRegister(m.waiting, m.polls, m.published, m.delivered, m.publishLatency,
+		m.deliveryLatency, m.redisErrors, m.hubReconnects, m.requests,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// HubEvent records a wake-up hub event (see inbox.Hub.OnEvent).
+func (m *Metrics) HubEvent(event string) {
+	if event == "reconnected" {
+		m.hubReconnects.Inc()
+	}
+}
+
+func (m *Metrics) observeDelivery(created time.Time, now time.Time) {
+	m.deliveryLatency.Observe(now.Sub(created).Seconds())
+}

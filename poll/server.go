@@ -1,0 +1,193 @@
+// Package poll is pollbox's HTTP layer: routes, authentication, handlers,
+// the JSON error shape and the static browser client. It knows nothing of
+// Redis: it talks to a Store.
+package poll
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+)
+
+// Config holds the HTTP layer's settings.
+type Config struct {
+	PollTimeout     time.Duration // default wait of a poll
+	PollTimeoutMax  time.Duration // largest wait a client may ask for
+	MaxPollsPerUser int           // concurrent polls per user; 0 = unlimited
+	MaxBody         int           // bytes of body+data in one message
+	MaxRecipients   int           // users in one publish
+	MaxRequestBytes int64         // bytes of any request body
+	PublishRate     float64       // publishes per second per publisher; 0 = unlimited
+	PublishBurst    int
+	CORSOrigins     []string      // allowed origins; "*" allows any
+	SessionRecheck  time.Duration // how often a waiting poll re-checks its login session
+	StoreTimeout    time.Duration // bound on a quick store call
+	DevTokens       map[string]string // shown on the demo page in zero-config mode
+	// Stop is closed when the server begins shutting down: waiting polls
+	// answer at once with their cursor and new requests get 503.
+	Stop <-chan struct{}
+}
+
+func (c *Config) defaults() {
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = 25 * time.Second
+	}
+	if c.PollTimeoutMax <= 0 {
+		c.PollTimeoutMax = 60 * time.Second
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 64 << 10
+	}
+	if c.MaxRecipients <= 0 {
+		c.MaxRecipients = 10000
+	}
+	if c.MaxRequestBytes <= 0 {
+		// Room for the largest message plus 10,000 recipient ids.
+		c.MaxRequestBytes = int64(c.MaxBody)*2 + int64(c.MaxRecipients)*140 + 64<<10
+	}
+	if c.SessionRecheck <= 0 {
+		c.SessionRecheck = 5 * time.Second
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 5 * time.Second
+	}
+}
+
+// deps is what every handler may use.
+type deps struct {
+	cfg     Config
+	store   Store
+	auth    *Authenticator
+	metrics *Metrics
+	slots   *pollSlots
+	pubRate *publishLimits
+}
+
+// New returns pollbox's HTTP handler.
+func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.Logger) http.Handler {
+	cfg.defaults()
+	d := &deps{cfg: cfg, store: store, auth: auth, metrics: m,
+		slots: newPollSlots(cfg.MaxPollsPerUser), pubRate: newPublishLimits(cfg.PublishRate, cfg.PublishBurst)}
+	r := httprouter.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	handle := func(method, path string, h http.Handler) {
+		r.Handler(method, path, routeLabel(path, h))
+	}
+	handle("GET", "/v1/poll", requireUser(d, handlePoll(d)))
+	handle("GET", "/v1/messages", requireUser(d, handleHistory(d)))
+	handle("GET", "/v1/unread", requireUser(d, handleUnread(d)))
+	handle("POST", "/v1/read", requireUser(d, handleRead(d)))
+	handle("DELETE", "/v1/messages/:id", requireUser(d, handleDelete(d)))
+	handle("POST", "/v1/publish", requirePublisher(d, handlePublish(d)))
+	handle("GET", "/healthz", handleHealth())
+	handle("GET", "/readyz", handleReady(d))
+	handle("GET", "/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	handle("GET", "/client.js", handleClientJS())
+	handle("GET", "/", handleDemo(cfg.DevTokens))
+	handle("GET", "/demo", handleDemo(cfg.DevTokens))
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { writeError(w, req, errNotFound) })
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { writeError(w, req, errMethod) })
+	r.HandleOPTIONS = true
+	r.GlobalOPTIONS = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// Reached only for allowed origins (cors rejects the rest first).
+		w.WriteHeader(http.StatusNoContent)
+	})
+	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
+		hlog.FromRequest(req).Error().Interface("panic", v).Msg("handler panic")
+		writeError(w, req, newErr(http.StatusInternalServerError, "internal", "internal error"))
+	}
+
+	var h http.Handler = r
+	h = cors(cfg.CORSOrigins, h)
+	h = stopping(cfg.Stop, h)
+	h = common(h)
+	h = accessLog(m, h)
+	h = hlog.RequestIDHandler("req_id", "X-Request-Id")(h)
+	h = hlog.NewHandler(log)(h)
+	return h
+}
+
+// common sets headers every response carries.
+func common(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// stopping refuses new requests once shutdown has begun (health checks
+// excepted, so the load balancer sees the instance go unready instead).
+func stopping(stop <-chan struct{}, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stop:
+			if r.URL.Path != "/healthz" {
+				writeError(w, r, errShuttingDown)
+				return
+			}
+		default:
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors answers cross-origin requests from allowed origins only. Requests
+// without an Origin header (curl, same-origin) pass untouched.
+func cors(origins []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, o := range origins {
+		allowed[strings.TrimRight(o, "/")] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("Vary", "Origin")
+		if !allowed[origin] && !allowed["*"] {
+			if r.Method == http.MethodOptions {
+				writeError(w, r, errBadOrigin)
+				return
+			}
+			next.ServeHTTP(w, r) // no CORS headers: the browser withholds the answer
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "Retry-After, X-Request-Id")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			h.Set("Access-Control-Max-Age", "600")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func handleHealth() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+func handleReady(d *deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := d.store.Ping(ctx); err != nil {
+			d.metrics.redisErrors.Inc()
+			writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}

@@ -1,0 +1,513 @@
+/*!
+ * pollbox browser client 1.0.0
+ * In-app notifications over HTTP long-polling. Plain ES5 + XMLHttpRequest,
+ * no dependencies; about 8 KB minified, 3.5 KB gzipped.
+ */
+// var c = Pollbox.connect({
+//   url: 'https://host',          // API base URL ('' = same origin)
+//   token: 'jwt', getToken: function (cb) { cb(jwt); },  // getToken also refreshes after a 401
+//   onMessage: fn(msg), onUnread: fn(n), onReset: fn(), onError: fn(err), onState: fn({role, ok}),
+//   shared: true,                 // tabs of one browser and user share one long-poll
+//   storageKey: 'app',            // optional namespace for the storage keys
+//   historyLimit: 20,             // messages delivered at start (0: none)
+//   timeout: 25                   // long-poll timeout in seconds
+// });
+// c.history(query, cb)  c.markRead(ids, cb)  c.markAllRead(cb)  c.remove(id, cb)
+// c.publish(body, cb)  c.unread(cb)  c.setToken(t)  c.close()  c.isLeader()  c.cursor()  c.state()
+// Callbacks are cb(err, response); err = {status, error, message}.
+//
+// Sharing: one tab leads through a lease in localStorage and polls; it relays
+// messages, unread counts, resets and its cursor to the other tabs
+// (BroadcastChannel, else localStorage "storage" events). When it closes or
+// freezes, another tab takes over from the shared cursor.
+(function (root, factory) {
+  var api = factory(root);
+  if (typeof module === 'object' && module && module.exports) { module.exports = api; }
+  if (root) { root.Pollbox = api; }
+}(typeof window !== 'undefined' ? window : typeof self !== 'undefined' ? self :
+  typeof global !== 'undefined' ? global : this, function (G) {
+  'use strict';
+
+  var VERSION = '1.0.0';
+  var LEASE_MS = 3500;    // a leader that stops renewing loses the lease after this
+  var TICK_MS = 1000;     // lease renewal / check interval
+  var SETTLE_MS = 150;    // write the lease, wait, re-read: the last writer wins
+  var FRESH_MS = 120000;  // a lease cursor older than this is not resumed by a new leader
+  var SEEN_MAX = 500;     // remembered message ids for de-duplication
+  var BASE_MS = 1000, CAP_MS = 30000;
+
+  function now() { return new Date().getTime(); }
+  function later(fn, ms) { return setTimeout(fn, ms); }
+  function isArray(a) { return Object.prototype.toString.call(a) === '[object Array]'; }
+  function on(t, ev, fn, off) {
+    if (t && t.addEventListener) { t[off ? 'removeEventListener' : 'addEventListener'](ev, fn, false); }
+  }
+  // Calls an application callback; its exceptions surface without breaking the client.
+  function call(fn, a, b) {
+    if (typeof fn !== 'function') { return; }
+    try { fn(a, b); } catch (e) { later(function () { throw e; }, 0); }
+  }
+
+  // Storage that may be missing, disabled or full: every access is guarded.
+  function store(name) {
+    try {
+      var s = G[name], k = '__pollbox__';
+      s.setItem(k, '1');
+      s.removeItem(k);
+      return s;
+    } catch (e) { return null; }
+  }
+  function sget(s, k) {
+    try { var v = s && s.getItem(k); return v ? JSON.parse(v) : null; } catch (e) { return null; }
+  }
+  function sset(s, k, v) {
+    try {
+      if (v == null) { s.removeItem(k); } else { s.setItem(k, JSON.stringify(v)); }
+      return true;
+    } catch (e) { return false; } // no storage, quota, private mode
+  }
+
+  function hash(str) { // FNV-1a, 32 bit
+    var h = 0x811c9dc5, i;
+    for (i = 0; i < str.length; i++) {
+      h ^= str.charCodeAt(i);
+      h = (h + (h << 1) + (h << 4) + (h << 7) + (h << 8) + (h << 24)) >>> 0;
+    }
+    return h.toString(36);
+  }
+
+  // The user a token belongs to: the JWT `sub` claim when readable, else the token itself.
+  function subject(token) {
+    try {
+      var p = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      while (p.length % 4) { p += '='; }
+      var sub = JSON.parse(G.atob(p)).sub;
+      if (sub != null && sub !== '') { return 'u' + sub; }
+    } catch (e) { /* not a JWT */ }
+    return 't' + (token || '');
+  }
+
+  function fail(status, code, msg) { return {status: status, error: code, message: msg}; }
+
+  // One HTTP exchange. cb(err, data); err = {status, error, message, retryAfter?}.
+  // status 0 means network error or timeout. Returns {abort: fn}.
+  function request(method, url, token, body, ms, cb) {
+    var r, done = false, timer;
+    function finish(err, data) {
+      if (done) { return; }
+      done = true;
+      clearTimeout(timer);
+      cb(err, data);
+    }
+    function abort() {
+      done = true;
+      clearTimeout(timer);
+      try { r.abort(); } catch (e) { /* ignore */ }
+    }
+    try {
+      r = new G.XMLHttpRequest();
+      r.open(method, url, true);
+      if (token) { r.setRequestHeader('Authorization', 'Bearer ' + token); }
+      if (body !== undefined) { r.setRequestHeader('Content-Type', 'application/json'); }
+      r.onreadystatechange = function () {
+        if (r.readyState !== 4 || done) { return; }
+        var s = r.status === 1223 ? 204 : r.status, data = null, text = r.responseText, err, ra;
+        if (!s) { return finish(fail(0, 'network', 'network error')); }
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = undefined; }
+        if (s >= 200 && s < 300) {
+          if (data === undefined || (data === null && s !== 204)) {
+            return finish(fail(s, 'bad_response', 'unexpected response from server'));
+          }
+          return finish(null, data);
+        }
+        err = fail(s, (data && data.error) || 'http_' + s, (data && data.message) || r.statusText || 'HTTP ' + s);
+        try { ra = r.getResponseHeader('Retry-After'); } catch (e) { ra = null; }
+        if (ra) {
+          ra = /^\d+$/.test(ra) ? +ra : (Date.parse(ra) - now()) / 1000;
+          if (ra > 0) { err.retryAfter = ra; }
+        }
+        finish(err);
+      };
+      timer = later(function () {
+        finish(fail(0, 'timeout', 'request timed out'));
+        abort();
+      }, ms);
+      r.send(body === undefined ? null : JSON.stringify(body));
+    } catch (e) {
+      later(function () { finish(fail(0, 'network', String(e && e.message || e))); }, 0);
+    }
+    return {abort: abort};
+  }
+
+  function connect(o) {
+    o = o || {};
+    var base = String(o.url || '').replace(/\/+$/, '');
+    var token = o.token || null;
+    var timeout = o.timeout > 0 ? +o.timeout : 25;
+    var limit = o.historyLimit == null ? 20 : +o.historyLimit;
+    var tabId = now().toString(36) + Math.random().toString(36).slice(2, 10);
+    var key, CK, LK, BK;      // storage keys: base, session cursor, lease, bus
+    var session, local, shared = false, chan = null, seq = 0;
+    var closed = false, leader = false, acquiring = false, role = 'connecting', ok = null;
+    var cur = null, unread, seen = {}, seenQ = [], pending = null;
+    var pollReq = null, retryTimer = null, retryFn = null, tickTimer = null, attempt = 0, refreshed = false;
+
+    function url(path, q) {
+      var s = base + path, sep = '?', k, v;
+      for (k in q) {
+        if (Object.prototype.hasOwnProperty.call(q, k) && q[k] != null && q[k] !== '') {
+          v = q[k];
+          if (v instanceof Date) { v = v.toISOString(); }
+          s += sep + encodeURIComponent(k) + '=' + encodeURIComponent(v);
+          sep = '&';
+        }
+      }
+      return s;
+    }
+    function withToken(fn) {
+      if (token || typeof o.getToken !== 'function') { return fn(token); }
+      o.getToken(function (t) { token = t || null; fn(token); });
+    }
+    function api(method, path, q, body, cb) {
+      withToken(function (t) {
+        request(method, url(path, q), t, body, 30000, function (e, d) { call(cb, e, d); });
+      });
+    }
+
+    function emitState() { call(o.onState, {role: role, ok: !!ok}); }
+    function setRole(r) { if (role !== r) { role = r; emitState(); } }
+    function setOk(v) {
+      if (ok !== v) {
+        ok = v;
+        if (leader) { relay({t: 'k', v: v}); }
+        if (role !== 'connecting') { emitState(); }
+      }
+    }
+    function setUnread(n) {
+      if (typeof n === 'number' && n !== unread) { unread = n; call(o.onUnread, n); }
+    }
+    function setCursor(c) {
+      if (c) { cur = c; sset(session, CK, c); }
+    }
+    function dropCursor() { cur = null; sset(session, CK, null); }
+    // After a reset the history is delivered again, so the app can rebuild its list.
+    function forget() { seen = {}; seenQ = []; }
+
+    function isNew(m) {
+      if (!m || m.id == null) { return !!m; }
+      var k = '$' + m.id;
+      if (seen[k]) { return false; }
+      seen[k] = 1;
+      seenQ.push(k);
+      if (seenQ.length > SEEN_MAX) { delete seen[seenQ.shift()]; }
+      return true;
+    }
+    function deliver(list) {
+      for (var i = 0; list && i < list.length; i++) {
+        if (isNew(list[i])) { call(o.onMessage, list[i]); }
+      }
+    }
+    // A batch from the server (poll or history): deliver, remember, relay when leading.
+    function batch(list, c, n) {
+      deliver(list);
+      setUnread(n);
+      setCursor(c);
+      if (leader && renew()) { relay({t: 'm', m: list || [], c: cur, u: n}); }
+    }
+
+    // ---- errors and retries -------------------------------------------------
+    function schedule(fn, ms) {
+      clearTimeout(retryTimer);
+      retryFn = fn;
+      retryTimer = later(function () { retryTimer = retryFn = null; fn(); }, ms);
+    }
+    function retryNow() {
+      var fn = retryFn;
+      if (fn) { clearTimeout(retryTimer); retryTimer = retryFn = null; fn(); }
+    }
+    // A background request (history, poll) failed; retry decides what runs next.
+    function failed(e, retry) {
+      if (closed) { return; }
+      if (e.status === 401) { return reauth(e, retry); }
+      if (e.status === 400 && e.error === 'bad_cursor') {
+        dropCursor();
+        return loadHistory(poll);
+      }
+      if (e.status === 400 && e.error === 'bad_timeout' && timeout > 1) {
+        timeout = Math.min(25, Math.floor(timeout / 2));
+        return retry();
+      }
+      if (e.status === 400 || e.status === 403) { return stop(e); }
+      var d = Math.random() * Math.min(CAP_MS, BASE_MS * Math.pow(2, Math.min(attempt++, 10)));
+      if (e.retryAfter) { d = Math.max(d, e.retryAfter * 1000); }
+      e.retrying = true;
+      e.retryIn = Math.round(d);
+      setOk(false);
+      if (leader) { relay({t: 'e', e: e}); }
+      call(o.onError, e);
+      schedule(retry, d);
+    }
+    function reauth(e, retry) {
+      var old = token;
+      if (typeof o.getToken !== 'function' || refreshed) { return stop(e); }
+      refreshed = true;
+      e.retrying = true;
+      call(o.onError, e);
+      o.getToken(function (t) {
+        if (closed) { return; }
+        if (!t || t === old) {
+          return stop(fail(401, e.error, e.message));
+        }
+        token = t;
+        retry();
+      });
+    }
+    function succeeded() { attempt = 0; refreshed = false; setOk(true); }
+
+    // ---- history and polling -------------------------------------------------
+    // Loads the newest messages and delivers them oldest first; extra (poll
+    // messages of a reset) go first when the history does not hold them.
+    function loadHistory(done, extra) {
+      var after = function (e, d) {
+        if (closed) { return; }
+        if (e) { return failed(e, function () { loadHistory(done, extra); }); }
+        succeeded();
+        var list = (d.messages || []).slice().reverse(), ids = {}, pre = [], i;
+        for (i = 0; i < list.length; i++) { ids['$' + list[i].id] = 1; }
+        for (i = 0; extra && i < extra.length; i++) {
+          if (!ids['$' + extra[i].id]) { pre.push(extra[i]); }
+        }
+        batch(pre.concat(list), d.cursor, d.unread);
+        done();
+      };
+      if (limit > 0) { api('GET', '/v1/messages', {limit: limit}, undefined, after); }
+      else { api('GET', '/v1/unread', null, undefined, after); }
+    }
+
+    function poll() {
+      if (closed || (shared && !leader) || pollReq) { return; }
+      var t0 = now(), before = unread;
+      pollReq = request('GET', url('/v1/poll', {cursor: cur, timeout: timeout, _: t0}), token, undefined,
+        (timeout + 10) * 1000, function (e, d) {
+          pollReq = null;
+          if (closed || (shared && !leader)) { return; }
+          if (e) { return failed(e, poll); }
+          succeeded();
+          var list = d.messages || [];
+          if (d.reset) {
+            if (leader) { relay({t: 'r'}); }
+            forget();
+            call(o.onReset);
+            dropCursor();
+            return loadHistory(poll, list);
+          }
+          batch(list, d.cursor, d.unread);
+          // A server or proxy that answers at once with nothing new must not spin us.
+          if (!list.length && !d.more && d.unread === before && now() - t0 < 1000) {
+            schedule(poll, 1000);
+          } else {
+            poll();
+          }
+        });
+    }
+    function stopPoll() {
+      if (pollReq) { pollReq.abort(); pollReq = null; }
+      clearTimeout(retryTimer);
+      retryTimer = retryFn = null;
+    }
+
+    // ---- tab sharing ----------------------------------------------------------
+    function relay(d) {
+      if (!shared) { return; }
+      if (chan) {
+        try { chan.postMessage(d); } catch (e) { /* closed */ }
+      } else {
+        sset(local, BK, {s: tabId, n: ++seq, d: d});
+      }
+    }
+    function onBus(d) {
+      if (closed || !d) { return; }
+      if (pending) { pending.push(d); return; }
+      if (d.t === 'm') {
+        deliver(d.m);
+        if (!leader) { setUnread(d.u); setCursor(d.c); setOk(true); }
+      } else if (d.t === 'r') {
+        if (!leader) { forget(); call(o.onReset); }
+      } else if (d.t === 'e') {
+        if (!leader) { setOk(false); call(o.onError, d.e); }
+      } else if (d.t === 'k') {
+        if (!leader) { setOk(d.v); }
+      } else if (d.t === 'b') {
+        if (!leader) { later(tryAcquire, Math.random() * 100); }
+      }
+    }
+    function onStorage(ev) {
+      if (!chan && ev && ev.key === BK && ev.newValue) {
+        var w = null;
+        try { w = JSON.parse(ev.newValue); } catch (e) { /* ignore */ }
+        if (w && w.s !== tabId) { onBus(w.d); }
+      }
+    }
+    function writeLease(exp) {
+      sset(local, LK, {id: tabId, exp: exp || now() + LEASE_MS, c: cur});
+    }
+    // Extends our lease, or steps down when another tab took it (we were frozen).
+    function renew() {
+      var l = sget(local, LK);
+      if (l && l.id !== tabId && l.exp > now()) { stepDown(); return false; }
+      writeLease();
+      return true;
+    }
+    function tick() {
+      if (closed || acquiring) { return; }
+      var l = sget(local, LK), t = now();
+      if (leader) {
+        renew();
+      } else if (!l || !(l.exp > t) || l.id === tabId) {
+        tryAcquire();
+      } else {
+        setRole('follower');
+      }
+    }
+    function tryAcquire() {
+      if (closed || leader || acquiring || pending) { return; }
+      var l = sget(local, LK), t = now(), prev;
+      if (l && l.exp > t && l.id !== tabId) { return setRole('follower'); }
+      // Continue from the cursor of a recent leader so its followers miss nothing.
+      prev = l && l.c && l.exp > t - FRESH_MS ? l.c : null;
+      if (!sset(local, LK, {id: tabId, exp: t + LEASE_MS, c: prev || cur})) {
+        // localStorage refuses writes (full?): poll on our own.
+        shared = false;
+        clearInterval(tickTimer);
+        setRole('single');
+        return poll();
+      }
+      acquiring = true;
+      later(function () {
+        acquiring = false;
+        if (closed) { return; }
+        var m = sget(local, LK);
+        if (m && m.id === tabId) {
+          leader = true;
+          if (prev) { setCursor(prev); }
+          writeLease();
+          setRole('leader');
+          if (cur) { poll(); } else { loadHistory(poll); }
+        } else {
+          setRole('follower');
+        }
+      }, SETTLE_MS + Math.random() * 50);
+    }
+    function stepDown() {
+      leader = false;
+      stopPoll();
+      setRole('follower');
+    }
+    // The page goes away (or into the back/forward cache): hand over at once.
+    function resign() {
+      if (leader) {
+        leader = false;
+        stopPoll();
+        writeLease(now());
+        relay({t: 'b'});
+      }
+    }
+
+    // ---- life cycle -------------------------------------------------------------
+    function ready() {
+      var q = pending, i;
+      pending = null;
+      for (i = 0; q && i < q.length; i++) { onBus(q[i]); }
+      if (shared) {
+        tick();
+        tickTimer = setInterval(tick, TICK_MS);
+      } else {
+        setRole('single');
+        poll();
+      }
+    }
+    function start(t) {
+      if (closed) { return; }
+      key = 'pollbox:' + (o.storageKey ? o.storageKey + ':' : '') + hash(base + '|' + subject(t));
+      CK = key + ':cursor';
+      LK = key + ':lease';
+      BK = key + ':bus';
+      session = store('sessionStorage');
+      local = o.shared === false ? null : store('localStorage');
+      shared = !!local;
+      cur = sget(session, CK);
+      if (shared) {
+        pending = [];
+        if (G.BroadcastChannel) {
+          try {
+            chan = new G.BroadcastChannel(key);
+            chan.onmessage = function (ev) { onBus(ev.data); };
+          } catch (e) { chan = null; }
+        }
+        on(G, 'storage', onStorage);
+        on(G, 'pagehide', resign);
+        on(G, 'beforeunload', resign);
+      }
+      on(G, 'online', retryNow);
+      if (cur) {
+        api('GET', '/v1/unread', null, undefined, function (e, d) { if (!e && d) { setUnread(d.unread); } });
+        ready();
+      } else {
+        loadHistory(ready);
+      }
+    }
+    function stop(err) {
+      if (closed) { return; }
+      resign();
+      closed = true;
+      stopPoll();
+      clearInterval(tickTimer);
+      if (chan) { try { chan.close(); } catch (e) { /* ignore */ } chan = null; }
+      on(G, 'storage', onStorage, 1);
+      on(G, 'pagehide', resign, 1);
+      on(G, 'beforeunload', resign, 1);
+      on(G, 'online', retryNow, 1);
+      role = 'stopped';
+      emitState();
+      if (err) { err.retrying = false; call(o.onError, err); }
+    }
+
+    withToken(start);
+
+    return {
+      history: function (q, cb) {
+        if (typeof q === 'function') { cb = q; q = null; }
+        api('GET', '/v1/messages', q || {}, undefined, cb);
+      },
+      markRead: function (ids, cb) {
+        api('POST', '/v1/read', null, {ids: isArray(ids) ? ids : [ids]}, function (e, d) {
+          if (!e && d) { setUnread(d.unread); }
+          call(cb, e, d);
+        });
+      },
+      markAllRead: function (cb) {
+        api('POST', '/v1/read', null, {all: true}, function (e, d) {
+          if (!e && d) { setUnread(d.unread); }
+          call(cb, e, d);
+        });
+      },
+      remove: function (id, cb) {
+        api('DELETE', '/v1/messages/' + encodeURIComponent(id), null, undefined, cb);
+      },
+      publish: function (body, cb) { api('POST', '/v1/publish', null, body, cb); },
+      unread: function (cb) {
+        api('GET', '/v1/unread', null, undefined, function (e, d) {
+          if (!e && d) { setUnread(d.unread); }
+          call(cb, e, d);
+        });
+      },
+      setToken: function (t) { token = t || null; refreshed = false; },
+      close: function () { stop(null); },
+      isLeader: function () { return !closed && (shared ? leader : role === 'single'); },
+      cursor: function () { return cur; },
+      state: function () { return {role: role, ok: !!ok}; }
+    };
+  }
+
+  return {version: VERSION, connect: connect};
+}));

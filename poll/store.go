@@ -1,0 +1,64 @@
+package poll
+
+import (
+	"context"
+	"time"
+
+	"pollbox/inbox"
+)
+
+// Store is what the HTTP layer needs from the inbox.
+type Store interface {
+	Poll(ctx context.Context, r inbox.Reader, o inbox.PollOptions) (inbox.PollResult, error)
+	Publish(ctx context.Context, t inbox.Target, d inbox.Draft, idemKey string, maxBody int) ([]string, error)
+	History(ctx context.Context, r inbox.Reader, q inbox.HistoryQuery) (inbox.HistoryResult, error)
+	Unread(ctx context.Context, r inbox.Reader) (int, string, error)
+	MarkRead(ctx context.Context, r inbox.Reader, ids []string, all bool) (int, error)
+	Delete(ctx context.Context, r inbox.Reader, id string) error
+	Ping(ctx context.Context) error
+}
+
+// wireMessage is the JSON form of a message.
+type wireMessage struct {
+	ID        string  `json:"id"`
+	Source    string  `json:"source"`
+	Type      string  `json:"type"`
+	Title     string  `json:"title,omitempty"`
+	Body      string  `json:"body,omitempty"`
+	Link      string  `json:"link,omitempty"`
+	Level     string  `json:"level,omitempty"`
+	Data      any     `json:"data,omitempty"`
+	Sender    string  `json:"sender,omitempty"`
+	CreatedAt string  `json:"created_at"`
+	ExpiresAt *string `json:"expires_at"`
+	Read      bool    `json:"read"`
+}
+
+// timeFormat is RFC 3339 in UTC with milliseconds.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func toWire(ms []inbox.Message) []wireMessage {
+	out := make([]wireMessage, len(ms))
+	for i, m := range ms {
+		w := wireMessage{ID: m.ID, Source: m.Source, Type: m.Type, Title: m.Title, Body: m.Body,
+			Link: m.Link, Level: m.Level, Sender: m.Sender, Read: m.Read,
+			CreatedAt: m.Created.UTC().Format(timeFormat)}
+		if len(m.Data) > 0 {
+			w.Data = m.Data
+		}
+		if !m.Expires.IsZero() {
+			s := m.Expires.UTC().Format(timeFormat)
+			w.ExpiresAt = &s
+		}
+		out[i] = w
+	}
+	return out
+}
+
+// readerOf is the reading identity of a principal.
+func readerOf(p Principal) inbox.Reader { return inbox.Reader{User: p.User, Groups: p.Groups} }
+
+// withTimeout bounds a store call that should be quick.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
