@@ -136,6 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	base := scheme + "://" + displayAddr(ln.Addr())
 	log.Info().Str("addr", ln.Addr().String()).Str("url", base).Bool("embedded_redis", dev != nil).Msg("pollbox listening")
+	fmt.Fprintf(stdout, "pollbox listening on %s\n", base)
 	if dev != nil {
 		dev.announce(stdout, base)
 	}
@@ -177,7 +178,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // none is configured (zero-config mode).
 func openRedis(cfg *config) (redis.UniversalClient, func(), error) {
 	opt := &redis.UniversalOptions{
-		PoolSize: cfg.RedisPoolSize, MinIdleConns: 2,
+		ClientName: "pollbox", PoolSize: cfg.RedisPoolSize, MinIdleConns: 2,
 		DialTimeout: cfg.RedisTimeout, ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout,
 		PoolTimeout: cfg.RedisTimeout, MaxRetries: 1,
 	}
