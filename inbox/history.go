@@ -95,12 +95,12 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 
 	// Per stream: the upper end (tail, before, until) and the lower end (since).
 	type scan struct {
-		st        stream
-		end       bound
-		start     string
-		got       []*Message
-		done      bool
-		scanned   int
+		st      stream
+		end     bound
+		start   string
+		got     []*Message
+		done    bool
+		scanned int
 	}
 	var scans []*scan
 	for _, sh := range streams {

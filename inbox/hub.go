@@ -29,6 +29,11 @@ type Hub struct {
 	byKey   map[string]map[*Waiter]struct{}
 	waiters map[*Waiter]struct{}
 
+	// onNotify and onWakeAll run before any waiter is woken, so caches that
+	// depend on wake-ups are invalid before a woken poll can consult them.
+	onNotify  func(key string)
+	onWakeAll func()
+
 	connected  atomic.Bool
 	reconnects atomic.Int64
 	// OnEvent, if set before Run, is told of "reconnected", "lost" and
@@ -99,6 +104,9 @@ func (h *Hub) Reconnects() int64 { return h.reconnects.Load() }
 
 // Notify wakes the waiters of key, as a message on the wake channel does.
 func (h *Hub) Notify(key string) {
+	if h.onNotify != nil {
+		h.onNotify(key)
+	}
 	h.mu.Lock()
 	for w := range h.byKey[key] {
 		w.fire(key, false)
@@ -108,6 +116,9 @@ func (h *Hub) Notify(key string) {
 
 // WakeAll wakes every waiter and tells it to re-read everything.
 func (h *Hub) WakeAll() {
+	if h.onWakeAll != nil {
+		h.onWakeAll()
+	}
 	h.mu.Lock()
 	for w := range h.waiters {
 		w.fire("", true)
@@ -151,7 +162,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	first := true
 	for ctx.Err() == nil {
 		ps := h.rdb.Subscribe(ctx, h.channel)
+		// The blocking read does not watch ctx; closing the subscription
+		// is what ends it at once when ctx ends.
+		stopClose := context.AfterFunc(ctx, func() { _ = ps.Close() })
 		err := h.receive(ctx, ps, &first, &backoff)
+		stopClose()
 		_ = ps.Close()
 		h.connected.Store(false)
 		if ctx.Err() != nil {
@@ -175,7 +190,7 @@ func (h *Hub) Run(ctx context.Context) error {
 
 // receive reads wake-ups until the connection fails.
 func (h *Hub) receive(ctx context.Context, ps *redis.PubSub, first *bool, backoff *time.Duration) error {
-	for {
+	for ctx.Err() == nil {
 		// A bounded wait lets a silent dead connection be found by the Ping below.
 		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
 		if err != nil {
@@ -204,6 +219,7 @@ func (h *Hub) receive(ctx context.Context, ps *redis.PubSub, first *bool, backof
 		case *redis.Pong:
 		}
 	}
+	return ctx.Err()
 }
 
 func isTimeout(err error) bool {

@@ -90,18 +90,21 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		defer t.Stop()
 		timer = t.C
 	}
+	// The unread count is computed only when answering, never before a
+	// wait: a poll that goes on to sleep costs a single round trip.
 	toRead := streams
 	res := PollResult{}
-	unread := -1 // not yet known
+	var st *userState // the latest state read, if still current
 	for {
 		if len(toRead) > 0 {
-			got, st, err := s.readAfter(ctx, r.User, toRead, pos, o.Limit, &res)
+			got, fresh, err := s.readAfter(ctx, r.User, toRead, pos, o.Limit, &res)
 			if err != nil {
 				return PollResult{}, err
 			}
+			st = fresh
 			if len(got) > 0 || res.Reset {
 				res.Messages = got
-				return s.finish(ctx, streams, pos, st, res)
+				return s.finish(ctx, r.User, streams, pos, st, res)
 			}
 			if res.More {
 				// Only hidden or expired entries so far, and more behind them.
@@ -109,30 +112,23 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 				toRead = streams
 				continue
 			}
-			if st != nil && unread < 0 {
-				if unread, err = s.unreadCount(ctx, streams, st); err != nil {
-					return PollResult{}, err
-				}
-			}
-		}
-		if unread < 0 {
-			st, err := s.loadState(ctx, r.User, nil)
-			if err != nil {
-				return PollResult{}, err
-			}
-			if unread, err = s.unreadCount(ctx, streams, st); err != nil {
-				return PollResult{}, err
-			}
 		}
 		if o.Wait <= 0 {
-			return s.answer(streams, pos, unread, res), nil
+			return s.finish(ctx, r.User, streams, pos, st, res)
 		}
 		select {
 		case <-w.C:
 		case <-timer:
-			return s.answer(streams, pos, unread, res), nil
+			return s.finish(ctx, r.User, streams, pos, nil, res)
 		case <-o.Stop:
-			return s.answer(streams, pos, unread, res), nil
+			// Shutting down: answer now. The count is best effort, bounded
+			// so that shutdown is not held up by a slow Redis.
+			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			if out, err := s.finish(sctx, r.User, streams, pos, nil, res); err == nil {
+				return out, nil
+			}
+			return s.answer(streams, pos, 0, res), nil
 		case <-ctx.Done():
 			return PollResult{}, context.Cause(ctx)
 		}
@@ -140,16 +136,8 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		if _, ok := fired[stateKey]; ok {
 			// Another device changed the read state: answer with the new count.
 			delete(fired, stateKey)
-			unread = -1
 			if len(fired) == 0 && !all {
-				st, err := s.loadState(ctx, r.User, nil)
-				if err != nil {
-					return PollResult{}, err
-				}
-				if unread, err = s.unreadCount(ctx, streams, st); err != nil {
-					return PollResult{}, err
-				}
-				return s.answer(streams, pos, unread, res), nil
+				return s.finish(ctx, r.User, streams, pos, nil, res)
 			}
 		}
 		toRead = toRead[:0:0]
@@ -174,7 +162,15 @@ func (s *Store) answer(streams []stream, pos positions, unread int, res PollResu
 	return res
 }
 
-func (s *Store) finish(ctx context.Context, streams []stream, pos positions, st *userState, res PollResult) (PollResult, error) {
+// finish answers with the unread count, reading the state first unless
+// the caller has a current one.
+func (s *Store) finish(ctx context.Context, user string, streams []stream, pos positions, st *userState, res PollResult) (PollResult, error) {
+	if st == nil {
+		var err error
+		if st, err = s.loadState(ctx, user, nil); err != nil {
+			return PollResult{}, err
+		}
+	}
 	n, err := s.unreadCount(ctx, streams, st)
 	if err != nil {
 		return PollResult{}, err
@@ -189,25 +185,34 @@ func (s *Store) finish(ctx context.Context, streams []stream, pos positions, st 
 // left over and res.Reset when a stream was trimmed past its position.
 // When anything was read it also returns the user's state (for read flags).
 func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos positions, limit int, res *PollResult) ([]Message, *userState, error) {
-	calls := make([]scriptCall, len(toRead))
-	for i, st := range toRead {
-		calls[i] = scriptCall{keys: []string{st.key}, args: []any{pos[st.name].String(), limit + 1}}
+	// The reads and the user's state travel in one pipeline: one round trip.
+	calls := make([]scriptCall, 0, len(toRead)+1)
+	for _, st := range toRead {
+		keys := []string{st.key}
+		if st.kind == 'u' {
+			keys = append(keys, s.k.unread(user))
+		}
+		calls = append(calls, scriptCall{sc: readScript, keys: keys, args: []any{pos[st.name].String(), limit + 1}})
 	}
-	out, err := s.evalPipe(ctx, readScript, calls)
+	calls = append(calls, s.stateCall(user))
+	out, err := s.evalPipe(ctx, calls)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := parseState(out[len(toRead)])
 	if err != nil {
 		return nil, nil, err
 	}
 	var all []*Message
-	var inboxIDs []string
-	for i, st := range toRead {
-		pair, _ := out[i].([]any)
-		if len(pair) != 2 {
+	for i, sh := range toRead {
+		parts, _ := out[i].([]any)
+		if len(parts) != 3 {
 			return nil, nil, fmt.Errorf("read: unexpected reply %T", out[i])
 		}
-		if reset, _ := pair[0].(int64); reset == 1 {
+		if reset, _ := parts[0].(int64); reset == 1 {
 			res.Reset = true
 		}
-		msgs, err := decodeEntries(st, pair[1])
+		msgs, err := decodeEntries(sh, parts[1])
 		if err != nil {
 			return nil, nil, err
 		}
@@ -215,19 +220,16 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 			// The stream may hold more than was read, whatever is consumed below.
 			res.More = true
 		}
-		for _, m := range msgs {
-			if st.kind == 'u' {
-				inboxIDs = append(inboxIDs, m.entry.String())
+		if sh.kind == 'u' {
+			flags, _ := parts[2].([]any)
+			for j, m := range msgs {
+				st.inboxUnread[m.entry.String()] = j < len(flags) && flags[j] == int64(1)
 			}
 		}
 		all = append(all, msgs...)
 	}
 	if len(all) == 0 {
-		return nil, nil, nil
-	}
-	st, err := s.loadState(ctx, user, inboxIDs)
-	if err != nil {
-		return nil, nil, err
+		return nil, st, nil
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].before(all[j]) })
 	now := ms(s.opt.Now())

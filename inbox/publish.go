@@ -100,9 +100,9 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 		if st.kind == 'u' {
 			ks = append(ks, s.k.unread(users[i]), s.k.expiring(users[i]))
 		}
-		calls[i] = scriptCall{keys: ks, args: args}
+		calls[i] = scriptCall{sc: publishScript, keys: ks, args: args}
 	}
-	res, err := s.evalPipe(ctx, publishScript, calls)
+	res, err := s.evalPipe(ctx, calls)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,11 @@ return {id, 1}
 // follow the position but none is at or before it, whatever lay between
 // the position and the oldest survivor may be gone: the caller reports a reset.
 //
-// KEYS: stream; ARGV: position, count. Returns {reset(0|1), entries}.
+// For a user's inbox the unread set is passed too, and the script returns
+// each entry's unread flag, saving a round trip.
+//
+// KEYS: stream[, unread]; ARGV: position, count.
+// Returns {reset(0|1), entries, flags(1 = unread; inbox only)}.
 var readScript = redis.NewScript(`
 local r = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 local reset = 0
@@ -52,7 +56,13 @@ if #r > 0 and ARGV[1] ~= '0-0' then
   local b = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', 1)
   if #b == 0 then reset = 1 end
 end
-return {reset, r}
+local flags = {}
+if #KEYS >= 2 then
+  for i, e in ipairs(r) do
+    if redis.call('ZSCORE', KEYS[2], e[1]) then flags[i] = 1 else flags[i] = 0 end
+  end
+end
+return {reset, r, flags}
 `)
 
 // stateScript returns one user's read state: it first drops expired ids
@@ -75,27 +85,39 @@ return {redis.call('ZCARD', KEYS[1]), flags, redis.call('HGETALL', KEYS[3]),
         redis.call('ZRANGE', KEYS[4], 0, -1), redis.call('ZRANGE', KEYS[5], 0, -1)}
 `)
 
+// tailScript returns the newest entry ID of a stream, "0-0" when empty.
+var tailScript = redis.NewScript(`
+local r = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #r == 0 then return '0-0' end
+return r[1][1]
+`)
+
 // sharedUnreadScript counts the entries of a shared stream after a
 // read-up-to position that are neither expired nor excluded (read one by
 // one or hidden by this user), looking at no more than `cap` entries.
 // Only ids and the expiry field leave the server.
 //
 // KEYS: stream; ARGV: after, cap, now(ms), excluded entry ids…
+// Returns {count, earliest expiry among the counted entries (0 = none)}.
 var sharedUnreadScript = redis.NewScript(`
 local ex = {}
 for i = 4, #ARGV do ex[ARGV[i]] = true end
 local r = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 local now = tonumber(ARGV[3])
 local n = 0
+local soonest = 0
 for _, e in ipairs(r) do
   if not ex[e[1]] then
-    local live = true
+    local exp = nil
     local f = e[2]
     for j = 1, #f, 2 do
-      if f[j] == 'expires' and tonumber(f[j+1]) <= now then live = false end
+      if f[j] == 'expires' then exp = tonumber(f[j+1]) end
     end
-    if live then n = n + 1 end
+    if exp == nil or exp > now then
+      n = n + 1
+      if exp ~= nil and (soonest == 0 or exp < soonest) then soonest = exp end
+    end
   end
 end
-return n
+return {n, soonest}
 `)

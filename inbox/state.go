@@ -3,9 +3,9 @@ package inbox
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
-
-	"github.com/redis/go-redis/v9"
+	"time"
 )
 
 // userState is one user's read state as of one read.
@@ -21,16 +21,39 @@ type userState struct {
 // loadState reads a user's read state in one script call; inboxIDs are the
 // inbox entries whose read flag the caller needs.
 func (s *Store) loadState(ctx context.Context, user string, inboxIDs []string) (*userState, error) {
+	c := s.stateCall(user, inboxIDs...)
+	out, err := s.evalPipe(ctx, []scriptCall{c})
+	if err != nil {
+		return nil, err
+	}
+	st, err := parseState(out[0])
+	if err != nil {
+		return nil, err
+	}
+	parts := out[0].([]any)
+	flags, _ := parts[1].([]any)
+	for i, f := range flags {
+		if i < len(inboxIDs) {
+			st.inboxUnread[inboxIDs[i]] = f == int64(1)
+		}
+	}
+	return st, nil
+}
+
+// stateCall is the state script call for a user, to run alone or inside
+// another pipeline.
+func (s *Store) stateCall(user string, inboxIDs ...string) scriptCall {
 	args := make([]any, 0, 1+len(inboxIDs))
 	args = append(args, ms(s.opt.Now()))
 	for _, id := range inboxIDs {
 		args = append(args, id)
 	}
-	v, err := s.evalOne(ctx, stateScript,
-		[]string{s.k.unread(user), s.k.expiring(user), s.k.read(user), s.k.seen(user), s.k.hidden(user)}, args...)
-	if err != nil {
-		return nil, err
-	}
+	return scriptCall{sc: stateScript, args: args,
+		keys: []string{s.k.unread(user), s.k.expiring(user), s.k.read(user), s.k.seen(user), s.k.hidden(user)}}
+}
+
+// parseState decodes the state script's reply (read flags aside).
+func parseState(v any) (*userState, error) {
 	parts, _ := v.([]any)
 	if len(parts) != 5 {
 		return nil, fmt.Errorf("state: unexpected reply %T", v)
@@ -38,12 +61,6 @@ func (s *Store) loadState(ctx context.Context, user string, inboxIDs []string) (
 	st := &userState{inboxUnread: map[string]bool{}, readUpTo: map[string]entryID{}, seen: map[string]bool{}, hidden: map[string]bool{}}
 	n, _ := parts[0].(int64)
 	st.unreadInbox = int(n)
-	flags, _ := parts[1].([]any)
-	for i, f := range flags {
-		if i < len(inboxIDs) {
-			st.inboxUnread[inboxIDs[i]] = f == int64(1)
-		}
-	}
 	h, _ := parts[2].([]any)
 	for i := 0; i+1 < len(h); i += 2 {
 		name, _ := h[i].(string)
@@ -79,36 +96,64 @@ func (st *userState) isRead(m *Message) bool {
 // unreadCount returns the reader's unread total: the inbox count kept by
 // the publish script, plus for each shared stream the live entries after
 // the user's read-up-to mark that were neither read one by one nor hidden
-// (at most UnreadScan examined per stream).
+// (at most UnreadScan examined per stream). Shared-stream counts come from
+// the instance's count cache when it holds them (see countCache).
 func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState) (int, error) {
 	total := st.unreadInbox
 	var calls []scriptCall
-	now := ms(s.opt.Now())
+	var pending []countKey
+	var gens []countGen
+	now := s.opt.Now()
 	for _, sh := range streams {
 		if sh.kind == 'u' {
 			continue
 		}
 		w := st.readUpTo[sh.name]
-		args := []any{w.String(), s.opt.UnreadScan, now}
+		var excl []string
 		prefix := sh.name + "."
 		for _, set := range []map[string]bool{st.seen, st.hidden} {
 			for id := range set {
 				if strings.HasPrefix(id, prefix) {
 					if e, err := parseEntryID(id[len(prefix):]); err == nil && w.less(e) {
-						args = append(args, e.String())
+						excl = append(excl, e.String())
 					}
 				}
 			}
 		}
-		calls = append(calls, scriptCall{keys: []string{sh.key}, args: args})
+		sort.Strings(excl)
+		key := countKey{stream: sh.key, after: w.String(), excl: strings.Join(excl, ",")}
+		if n, ok := s.counts.get(key, now); ok {
+			total += n
+			continue
+		}
+		args := []any{w.String(), s.opt.UnreadScan, ms(now)}
+		for _, e := range excl {
+			args = append(args, e)
+		}
+		pending = append(pending, key)
+		gens = append(gens, s.counts.snapshot(sh.key))
+		calls = append(calls, scriptCall{sc: sharedUnreadScript, keys: []string{sh.key}, args: args})
 	}
-	res, err := s.evalPipe(ctx, sharedUnreadScript, calls)
+	if len(calls) == 0 {
+		return total, nil
+	}
+	res, err := s.evalPipe(ctx, calls)
 	if err != nil {
 		return 0, err
 	}
-	for _, r := range res {
-		n, _ := r.(int64)
+	for i, r := range res {
+		pair, _ := r.([]any)
+		if len(pair) != 2 {
+			return 0, fmt.Errorf("unread: unexpected reply %T", r)
+		}
+		n, _ := pair[0].(int64)
+		soonest, _ := pair[1].(int64)
 		total += int(n)
+		var until time.Time
+		if soonest > 0 {
+			until = time.UnixMilli(soonest)
+		}
+		s.counts.put(pending[i], int(n), gens[i], until)
 	}
 	return total, nil
 }
@@ -116,31 +161,22 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 // tails returns the newest entry ID of each stream ("0-0" when empty):
 // the position that means "now".
 func (s *Store) tails(ctx context.Context, streams []stream) (positions, error) {
-	cmds := make([]*redis.XMessageSliceCmd, len(streams))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, st := range streams {
-			cmds[i] = p.XRevRangeN(ctx, st.key, "+", "-", 1)
-		}
-		return nil
-	})
-	if err != nil && err != redis.Nil {
-		return nil, wrapRedis("tails", err)
+	calls := make([]scriptCall, len(streams))
+	for i, st := range streams {
+		calls[i] = scriptCall{sc: tailScript, keys: []string{st.key}}
+	}
+	out, err := s.evalPipe(ctx, calls)
+	if err != nil {
+		return nil, err
 	}
 	pos := positions{}
 	for i, st := range streams {
-		msgs, err := cmds[i].Result()
-		if err != nil && err != redis.Nil {
-			return nil, wrapRedis("tails", err)
+		id, _ := out[i].(string)
+		e, err := parseEntryID(id)
+		if err != nil {
+			return nil, fmt.Errorf("tail: %w", err)
 		}
-		if len(msgs) > 0 {
-			e, err := parseEntryID(msgs[0].ID)
-			if err != nil {
-				return nil, err
-			}
-			pos[st.name] = e
-		} else {
-			pos[st.name] = entryID{}
-		}
+		pos[st.name] = e
 	}
 	return pos, nil
 }

@@ -6,7 +6,6 @@ package inbox
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,11 +13,16 @@ import (
 
 // Options tune a Store. Zero values take the defaults noted.
 type Options struct {
-	Prefix       string        // key prefix; default "pollbox:"
-	MaxLen       int64         // approximate entries kept per stream; default 1000
-	Retention    time.Duration // entries older than this are trimmed; default 30 days
-	UnreadScan   int           // entries examined per shared stream when counting unread; default 1000
+	Prefix        string        // key prefix; default "pollbox:"
+	MaxLen        int64         // approximate entries kept per stream; default 1000
+	Retention     time.Duration // entries older than this are trimmed; default 30 days
+	UnreadScan    int           // entries examined per shared stream when counting unread; default 1000
 	IdempotentFor time.Duration // how long idempotency keys are remembered; default 24 h
+	// Pipelines is how many pipelines may be in flight at once (each holds
+	// one connection per node while in flight); default 8.
+	Pipelines int
+	// CallTimeout bounds one shared pipeline; default 5 s.
+	CallTimeout time.Duration
 	// Now is the clock (tests may replace it); default time.Now.
 	Now func() time.Time
 }
@@ -39,6 +43,12 @@ func (o *Options) defaults() {
 	if o.IdempotentFor <= 0 {
 		o.IdempotentFor = 24 * time.Hour
 	}
+	if o.Pipelines <= 0 {
+		o.Pipelines = 8
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 5 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -47,18 +57,28 @@ func (o *Options) defaults() {
 // Store is the Redis-backed inbox. It is safe for concurrent use. Run its
 // Hub (Store.Hub().Run) for waiting polls to be woken.
 type Store struct {
-	rdb  redis.UniversalClient
-	opt  Options
-	k    keys
-	hub  *Hub
+	rdb    redis.UniversalClient
+	opt    Options
+	k      keys
+	hub    *Hub
+	counts *countCache
+	batch  *batcher
 }
 
 // New returns a Store over rdb (a single node, Sentinel or Cluster client).
 func New(rdb redis.UniversalClient, opt Options) *Store {
 	opt.defaults()
 	k := keys{opt.Prefix}
-	return &Store{rdb: rdb, opt: opt, k: k, hub: NewHub(rdb, k.wake())}
+	s := &Store{rdb: rdb, opt: opt, k: k, hub: NewHub(rdb, k.wake()),
+		batch: newBatcher(rdb, opt.Pipelines, opt.CallTimeout)}
+	s.counts = newCountCache(s.hub.Connected)
+	s.hub.onNotify = s.counts.bump
+	s.hub.onWakeAll = s.counts.clear
+	return s
 }
+
+// Close stops the store's pipeline workers. Calls after Close fail.
+func (s *Store) Close() { s.batch.close() }
 
 // Hub returns the store's wake-up hub.
 func (s *Store) Hub() *Hub { return s.hub }
@@ -70,66 +90,28 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // scriptCall is one invocation of a script inside a pipeline.
 type scriptCall struct {
+	sc   *redis.Script
 	keys []string
 	args []any
 }
 
-// evalPipe runs one script many times in a single pipeline (one round trip
-// per cluster node) and returns the results in order. Scripts are sent by
-// SHA; when Redis has lost its script cache (a restart), the calls that got
-// NOSCRIPT — which therefore did not run — are loaded and sent again.
-func (s *Store) evalPipe(ctx context.Context, sc *redis.Script, calls []scriptCall) ([]any, error) {
-	out := make([]any, len(calls))
-	todo := make([]int, len(calls))
-	for i := range todo {
-		todo[i] = i
-	}
-	for attempt := 0; ; attempt++ {
-		cmds := make([]*redis.Cmd, len(todo))
-		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, i := range todo {
-				cmds[j] = sc.EvalSha(ctx, p, calls[i].keys, calls[i].args...)
-			}
-			return nil
-		})
-		var retry []int
-		var firstErr error
-		for j, i := range todo {
-			v, err := cmds[j].Result()
-			switch {
-			case err == nil:
-				out[i] = v
-			case redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0:
-				retry = append(retry, i)
-			default:
-				if firstErr == nil {
-					firstErr = err
-				}
-			}
-		}
-		if firstErr != nil {
-			return out, wrapRedis("script", firstErr)
-		}
-		if len(retry) == 0 {
-			return out, nil
-		}
-		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
-			return out, wrapRedis("script load", err)
-		}
-		todo = retry
-	}
-}
-
-// evalOne runs a script once, loading it when Redis lacks it.
-func (s *Store) evalOne(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
-	v, err := sc.EvalSha(ctx, s.rdb, keys, args...).Result()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		v, err = sc.Eval(ctx, s.rdb, keys, args...).Result()
-	}
-	if errors.Is(err, redis.Nil) {
+// evalPipe runs script calls and returns their results in order. The
+// calls share pipelines with other requests' calls (see batcher); on any
+// call's error the first one is returned.
+func (s *Store) evalPipe(ctx context.Context, calls []scriptCall) ([]any, error) {
+	if len(calls) == 0 {
 		return nil, nil
 	}
-	return v, wrapRedis("script", err)
+	out, errs, err := s.batch.do(ctx, calls)
+	if err != nil {
+		return nil, wrapRedis("script", err)
+	}
+	for _, e := range errs {
+		if e != nil && e != redis.Nil {
+			return out, wrapRedis("script", e)
+		}
+	}
+	return out, nil
 }
 
 // ms converts a time to unix milliseconds.

@@ -286,9 +286,10 @@
 
     function poll() {
       if (closed || (shared && !leader) || pollReq) { return; }
-      var t0 = now(), before = unread;
-      pollReq = request('GET', url('/v1/poll', {cursor: cur, timeout: timeout, _: t0}), token, undefined,
-        (timeout + 10) * 1000, function (e, d) {
+      // After a failure, ask with timeout=0 first so recovery shows at once.
+      var t0 = now(), before = unread, wait = attempt ? 0 : timeout;
+      pollReq = request('GET', url('/v1/poll', {cursor: cur, timeout: wait, _: t0}), token, undefined,
+        (wait + 10) * 1000, function (e, d) {
           pollReq = null;
           if (closed || (shared && !leader)) { return; }
           if (e) { return failed(e, poll); }
@@ -303,7 +304,7 @@
           }
           batch(list, d.cursor, d.unread);
           // A server or proxy that answers at once with nothing new must not spin us.
-          if (!list.length && !d.more && d.unread === before && now() - t0 < 1000) {
+          if (wait && !list.length && !d.more && d.unread === before && now() - t0 < 1000) {
             schedule(poll, 1000);
           } else {
             poll();
