@@ -98,7 +98,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	store := inbox.New(rdb, inbox.Options{Prefix: cfg.KeyPrefix, MaxLen: int64(cfg.InboxMaxLen), Retention: cfg.Retention})
+	store := inbox.New(rdb, inbox.Options{Prefix: cfg.KeyPrefix, MaxLen: int64(cfg.InboxMaxLen), Retention: cfg.Retention,
+		Pipelines: max(2, cfg.RedisPoolSize/2), CallTimeout: 2*cfg.RedisTimeout + time.Second})
+	defer store.Close()
 	metrics := poll.NewMetrics()
 	store.Hub().OnEvent = metrics.HubEvent
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))

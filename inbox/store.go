@@ -102,6 +102,10 @@ func (s *Store) evalPipe(ctx context.Context, calls []scriptCall) ([]any, error)
 	if len(calls) == 0 {
 		return nil, nil
 	}
+	// However long the caller is prepared to wait, a call that Redis does
+	// not answer in time fails (and the caller answers 503) rather than hang.
+	ctx, cancel := context.WithTimeout(ctx, s.opt.CallTimeout)
+	defer cancel()
 	out, errs, err := s.batch.do(ctx, calls)
 	if err != nil {
 		return nil, wrapRedis("script", err)
