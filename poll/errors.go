@@ -41,7 +41,9 @@ var (
 )
 
 func badRequest(msg string) *apiError { return newErr(http.StatusBadRequest, "bad_request", msg) }
-func tooLarge(msg string) *apiError   { return newErr(http.StatusRequestEntityTooLarge, "too_large", msg) }
+func tooLarge(msg string) *apiError {
+	return newErr(http.StatusRequestEntityTooLarge, "too_large", msg)
+}
 
 // writeJSON writes v as the JSON body with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -63,7 +65,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = badRequest(err.Error())
 	case errors.Is(err, inbox.ErrNotFound):
 		ae = newErr(http.StatusNotFound, "not_found", "no such message")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client left; nobody reads this answer, and it is no server fault.
+		ae = newErr(499, "client_closed", "client closed the request")
 	case errors.Is(err, inbox.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		infoOf(r).redisErr = true
 		hlog.FromRequest(r).Warn().Err(err).Msg("storage unavailable")
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "storage is unavailable, retry later", retryAfter: 2}
 	default:

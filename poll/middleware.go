@@ -21,8 +21,9 @@ const (
 // logInfo is filled in by inner handlers and read by the access log,
 // which wraps them and so cannot see their context values directly.
 type logInfo struct {
-	route string
-	user  string
+	route    string
+	user     string
+	redisErr bool // the request failed because Redis was unavailable
 }
 
 func infoOf(r *http.Request) *logInfo {
@@ -55,6 +56,9 @@ func accessLog(m *Metrics, next http.Handler) http.Handler {
 			route = "other"
 		}
 		m.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		if li.redisErr {
+			m.redisErrors.Inc()
+		}
 		lvl := zerolog.InfoLevel
 		if rec.status >= 500 {
 			lvl = zerolog.WarnLevel

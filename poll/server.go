@@ -25,9 +25,9 @@ type Config struct {
 	MaxRequestBytes int64         // bytes of any request body
 	PublishRate     float64       // publishes per second per publisher; 0 = unlimited
 	PublishBurst    int
-	CORSOrigins     []string      // allowed origins; "*" allows any
-	SessionRecheck  time.Duration // how often a waiting poll re-checks its login session
-	StoreTimeout    time.Duration // bound on a quick store call
+	CORSOrigins     []string          // allowed origins; "*" allows any
+	SessionRecheck  time.Duration     // how often a waiting poll re-checks its login session
+	StoreTimeout    time.Duration     // bound on a quick store call
 	DevTokens       map[string]string // shown on the demo page in zero-config mode
 	// Stop is closed when the server begins shutting down: waiting polls
 	// answer at once with their cursor and new requests get 503.
@@ -184,7 +184,6 @@ func handleReady(d *deps) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := d.store.Ping(ctx); err != nil {
-			d.metrics.redisErrors.Inc()
 			writeError(w, r, err)
 			return
 		}

@@ -39,7 +39,8 @@ func handlePoll(d *deps) http.Handler {
 				writeError(w, r, newErr(http.StatusBadRequest, "bad_timeout", "timeout must be a whole number of seconds ≥ 0"))
 				return
 			}
-			if time.Duration(n)*time.Second > d.cfg.PollTimeoutMax {
+			// Compare in whole seconds first: n·1e9 overflows int64 for large n.
+			if n > int(d.cfg.PollTimeoutMax/time.Second)+1 || time.Duration(n)*time.Second > d.cfg.PollTimeoutMax {
 				writeError(w, r, newErr(http.StatusBadRequest, "bad_timeout",
 					"timeout above the maximum of "+strconv.Itoa(int(d.cfg.PollTimeoutMax/time.Second))+" s"))
 				return
@@ -81,9 +82,6 @@ func handlePoll(d *deps) http.Handler {
 				d.metrics.polls.WithLabelValues("gone").Inc() // client left; nobody to answer
 			default:
 				d.metrics.polls.WithLabelValues("error").Inc()
-				if errors.Is(err, inbox.ErrUnavailable) {
-					d.metrics.redisErrors.Inc()
-				}
 				writeError(w, r, err)
 			}
 			return
