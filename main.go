@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -132,6 +133,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       newStdLogger(log),
 	}
+	unused := &unusedConns{conns: map[net.Conn]struct{}{}}
+	srv.ConnState = unused.track
+	srv.RegisterOnShutdown(unused.closeAll) // runs once the listener is closed
 	scheme := "http"
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		scheme = "https"
@@ -183,6 +187,9 @@ func openRedis(cfg *config) (redis.UniversalClient, func(), error) {
 		ClientName: "pollbox", PoolSize: cfg.RedisPoolSize, MinIdleConns: 2,
 		DialTimeout: cfg.RedisTimeout, ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout,
 		PoolTimeout: cfg.RedisTimeout, MaxRetries: 1,
+		// One dial attempt per try: while Redis is down, requests should get
+		// their 503 quickly rather than after a series of dial retries.
+		DialerRetries: 1,
 	}
 	switch {
 	case cfg.RedisClusterAddrs != "":
@@ -325,4 +332,36 @@ func servePprof(addr string, log zerolog.Logger) (func(), error) {
 	go func() { _ = s.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Msg("pprof listening")
 	return func() { s.Close() }, nil
+}
+
+// unusedConns tracks connections that have not sent a request yet. Shutdown
+// closes them at once: net/http would wait up to 5 s for each to send one,
+// and clients (browsers, pooling HTTP clients) open such spare connections.
+type unusedConns struct {
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closing bool
+}
+
+func (u *unusedConns) track(c net.Conn, st http.ConnState) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case st == http.StateNew && u.closing:
+		c.Close()
+	case st == http.StateNew:
+		u.conns[c] = struct{}{}
+	default:
+		delete(u.conns, c)
+	}
+}
+
+func (u *unusedConns) closeAll() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closing = true
+	for c := range u.conns {
+		c.Close()
+	}
+	clear(u.conns)
 }

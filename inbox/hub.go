@@ -180,8 +180,10 @@ func (h *Hub) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
-		if backoff *= 2; backoff > time.Second {
-			backoff = time.Second
+		// A short cap: a publish accepted right after Redis returns wakes
+		// nobody until the subscription is back, so the cap bounds that delay.
+		if backoff *= 2; backoff > 250*time.Millisecond {
+			backoff = 250 * time.Millisecond
 		}
 	}
 	h.connected.Store(false)

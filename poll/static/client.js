@@ -174,7 +174,13 @@
       });
     }
 
-    function emitState() { call(o.onState, {role: role, ok: !!ok}); }
+    // Until connect() has returned, state reports wait: an app usually keeps
+    // the returned client before it can make sense of a report.
+    var booting = true, bootState = false;
+    function emitState() {
+      if (booting) { bootState = true; return; }
+      call(o.onState, {role: role, ok: !!ok});
+    }
     function setRole(r) { if (role !== r) { role = r; emitState(); } }
     function setOk(v) {
       if (ok !== v) {
@@ -474,6 +480,7 @@
     }
 
     withToken(start);
+    setTimeout(function () { booting = false; if (bootState) { emitState(); } }, 0);
 
     return {
       history: function (q, cb) {
