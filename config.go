@@ -22,16 +22,16 @@ type config struct {
 	RedisTimeout      time.Duration
 	KeyPrefix         string
 
-	JWTSecret         string
-	JWTSecretBase64   string
-	JWTPublicKeyFile  string
-	JWTAlgorithms     string
-	JWTUserClaim      string
-	JWTGroupsClaim    string
-	PublisherGroups   string
-	APIKeys           string
-	SessionKeyPrefix  string
-	SessionRedisURL   string
+	JWTSecret        string
+	JWTSecretBase64  string
+	JWTPublicKeyFile string
+	JWTAlgorithms    string
+	JWTUserClaim     string
+	JWTGroupsClaim   string
+	PublisherGroups  string
+	APIKeys          string
+	SessionKeyPrefix string
+	SessionRedisURL  string
 
 	PollTimeout     time.Duration
 	PollTimeoutMax  time.Duration

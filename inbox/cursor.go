@@ -107,6 +107,10 @@ func decodeCursor(c string, streams []stream) (positions, error) {
 	if err != nil {
 		return bad(err.Error())
 	}
+	// Each cursor has one spelling, the one encodeCursor writes: base is
+	// the newest position, "0-0" is the single byte 0, and groups come in
+	// the reader's order.
+	var newest uint64
 	getPos := func() (entryID, error) {
 		d, err := uv()
 		if err != nil || d == 0 {
@@ -119,7 +123,12 @@ func decodeCursor(c string, streams []stream) (positions, error) {
 		if err != nil {
 			return entryID{}, err
 		}
-		return entryID{ms: base - (d - 1), seq: seq}, nil
+		e := entryID{ms: base - (d - 1), seq: seq}
+		if e.isZero() {
+			return entryID{}, errors.New("zero position spelled long")
+		}
+		newest = max(newest, e.ms)
+		return e, nil
 	}
 	pos := positions{}
 	for _, name := range []string{"u", "b"} {
@@ -137,11 +146,14 @@ func decodeCursor(c string, streams []stream) (positions, error) {
 		return bad("too many groups")
 	}
 	byHash := make(map[uint32]string)
-	for _, s := range streams {
+	order := make(map[string]int)
+	for i, s := range streams {
 		if s.kind == 'g' {
 			byHash[groupHash(s.group)] = s.name
+			order[s.name] = i
 		}
 	}
+	last := -1
 	for i := uint64(0); i < n; i++ {
 		if len(rest) < 4 {
 			return bad("truncated")
@@ -155,6 +167,10 @@ func decodeCursor(c string, streams []stream) (positions, error) {
 		if _, dup := pos[name]; dup {
 			return bad("group listed twice")
 		}
+		if order[name] < last {
+			return bad("groups out of order")
+		}
+		last = order[name]
 		p, err := getPos()
 		if err != nil {
 			return bad(err.Error())
@@ -163,6 +179,9 @@ func decodeCursor(c string, streams []stream) (positions, error) {
 	}
 	if len(rest) != 0 {
 		return bad("trailing bytes")
+	}
+	if newest != base {
+		return bad("base is not the newest position")
 	}
 	return pos, nil
 }

@@ -100,6 +100,7 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 		start   string
 		got     []*Message
 		done    bool
+		capped  bool // stopped by historyScan: examined only down to end
 		scanned int
 	}
 	var scans []*scan
@@ -132,7 +133,6 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 	now := ms(s.opt.Now())
 	want := q.Limit + 1
 	batch := max(2*want, 50)
-	capped := false
 	for {
 		var active []*scan
 		for _, sc := range scans {
@@ -177,13 +177,30 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 			if len(xs) < batch {
 				sc.done = true
 			} else if sc.scanned >= historyScan {
-				sc.done, capped = true, true
+				sc.done, sc.capped = true, true
+			}
+		}
+	}
+	// A stream cut short was examined only down to its frontier: a message
+	// older than that could jump over entries not examined yet. The page
+	// stops at the newest frontier, and next continues from there, also
+	// when the page is empty.
+	var frontier *Message
+	for _, sc := range scans {
+		if sc.capped {
+			f := &Message{ID: sc.st.publicID(sc.end.id), stream: sc.st.name, entry: sc.end.id}
+			if frontier == nil || frontier.before(f) {
+				frontier = f
 			}
 		}
 	}
 	var all []*Message
 	for _, sc := range scans {
-		all = append(all, sc.got...)
+		for _, m := range sc.got {
+			if frontier == nil || frontier.before(m) {
+				all = append(all, m)
+			}
+		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[j].before(all[i]) })
 	res := HistoryResult{Messages: []Message{}}
@@ -193,8 +210,10 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 		}
 		res.Messages = append(res.Messages, *m)
 	}
-	if (len(all) > q.Limit || capped) && len(res.Messages) > 0 {
+	if len(all) > q.Limit {
 		res.Next = res.Messages[len(res.Messages)-1].ID
+	} else if frontier != nil {
+		res.Next = frontier.ID
 	}
 	if res.Unread, err = s.unreadCount(ctx, streams, st); err != nil {
 		return HistoryResult{}, err

@@ -95,6 +95,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 	toRead := streams
 	res := PollResult{}
 	var st *userState // the latest state read, if still current
+	stateChanged := false
 	for {
 		if len(toRead) > 0 {
 			got, fresh, err := s.readAfter(ctx, r.User, toRead, pos, o.Limit, &res)
@@ -113,7 +114,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 				continue
 			}
 		}
-		if o.Wait <= 0 {
+		if o.Wait <= 0 || stateChanged {
 			return s.finish(ctx, r.User, streams, pos, st, res)
 		}
 		select {
@@ -139,6 +140,8 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 			if len(fired) == 0 && !all {
 				return s.finish(ctx, r.User, streams, pos, nil, res)
 			}
+			// Streams fired too: read them first, then answer either way.
+			stateChanged, st = true, nil
 		}
 		toRead = toRead[:0:0]
 		if all {
@@ -219,6 +222,12 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 		if len(msgs) > limit {
 			// The stream may hold more than was read, whatever is consumed below.
 			res.More = true
+		}
+		if sh.kind != 'u' && len(msgs) > 0 {
+			if st.fresh == nil {
+				st.fresh = map[string]bool{}
+			}
+			st.fresh[sh.key] = true
 		}
 		if sh.kind == 'u' {
 			flags, _ := parts[2].([]any)

@@ -16,6 +16,9 @@ type userState struct {
 	seen        map[string]bool    // shared public ids read one by one
 	hidden      map[string]bool    // shared public ids the user deleted
 	allInbox    bool               // inboxUnread lists every unread inbox id
+	// fresh lists shared stream keys whose entries were just read: a cached
+	// count may predate them (its invalidation can still be on its way).
+	fresh map[string]bool
 }
 
 // loadState reads a user's read state in one script call; inboxIDs are the
@@ -122,7 +125,7 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 		}
 		sort.Strings(excl)
 		key := countKey{stream: sh.key, after: w.String(), excl: strings.Join(excl, ",")}
-		if n, ok := s.counts.get(key, now); ok {
+		if n, ok := s.counts.get(key, now); ok && !st.fresh[sh.key] {
 			total += n
 			continue
 		}
