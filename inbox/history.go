@@ -76,7 +76,7 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 		}
 		before = &m
 	}
-	tails, err := s.tails(ctx, streams)
+	tails, err := s.tails(ctx, r.User, streams)
 	if err != nil {
 		return HistoryResult{}, err
 	}

@@ -12,6 +12,8 @@ package inbox
 //	<p>read:{<user>}       hash: per shared stream ("b", "g.<group>") the entry id read up to
 //	<p>seen:{<user>}       zset: shared message ids read one by one, score = entry ms
 //	<p>hidden:{<user>}     zset: shared message ids the user deleted, score = entry ms
+//	<p>trim:{<user>}       string: oldest inbox entry left by the last trim that removed any
+//	<p>gtrim:{<group>}, <p>btrim:{<p>broadcast}  the same for group and broadcast streams
 //	<p>idem:{<user>}:<k>   string: entry id published under idempotency key k (24 h)
 //	<p>gidem:{<group>}:<k> string: same for a group stream
 //	<p>bidem:{<p>broadcast}:<k>  same for broadcast; the tag is the broadcast key's own
@@ -29,6 +31,17 @@ func (k keys) read(u string) string     { return k.p + "read:{" + u + "}" }
 func (k keys) seen(u string) string     { return k.p + "seen:{" + u + "}" }
 func (k keys) hidden(u string) string   { return k.p + "hidden:{" + u + "}" }
 func (k keys) wake() string             { return k.p + "wake" }
+
+// trim returns the key of stream s's trim mark, in s's slot.
+func (k keys) trim(s stream, user string) string {
+	switch s.kind {
+	case 'u':
+		return k.p + "trim:{" + user + "}"
+	case 'g':
+		return k.p + "gtrim:{" + s.group + "}"
+	}
+	return k.p + "btrim:{" + k.broadcast() + "}"
+}
 
 // idem returns the idempotency key for stream s, in s's slot.
 func (k keys) idem(s stream, user, key string) string {

@@ -50,7 +50,7 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 				shared = append(shared, st)
 			}
 		}
-		if tails, err = s.tails(ctx, shared); err != nil {
+		if tails, err = s.tails(ctx, r.User, shared); err != nil {
 			return 0, err
 		}
 	}

@@ -75,7 +75,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		}
 	}
 	if len(missing) > 0 {
-		tails, err := s.tails(ctx, missing)
+		tails, err := s.tails(ctx, r.User, missing)
 		if err != nil {
 			return PollResult{}, err
 		}
@@ -191,7 +191,7 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 	// The reads and the user's state travel in one pipeline: one round trip.
 	calls := make([]scriptCall, 0, len(toRead)+1)
 	for _, st := range toRead {
-		keys := []string{st.key}
+		keys := []string{st.key, s.k.trim(st, user)}
 		if st.kind == 'u' {
 			keys = append(keys, s.k.unread(user))
 		}
@@ -212,8 +212,15 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 		if len(parts) != 3 {
 			return nil, nil, fmt.Errorf("read: unexpected reply %T", out[i])
 		}
-		if reset, _ := parts[0].(int64); reset == 1 {
+		if moved, _ := parts[0].(string); moved != "" {
+			// Trimmed past the position: report it, and move the position
+			// up to the trim so the next poll does not report it again.
+			e, err := parseEntryID(moved)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read: %w", err)
+			}
 			res.Reset = true
+			pos[sh.name] = e
 		}
 		msgs, err := decodeEntries(sh, parts[1])
 		if err != nil {

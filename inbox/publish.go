@@ -96,7 +96,7 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 		if idemKey == "" {
 			ik = s.k.idem(st, users[i], "-") // never read or written; keeps the slot
 		}
-		ks := []string{st.key, ik}
+		ks := []string{st.key, ik, s.k.trim(st, users[i])}
 		if st.kind == 'u' {
 			ks = append(ks, s.k.unread(users[i]), s.k.expiring(users[i]))
 		}

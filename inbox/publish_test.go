@@ -150,6 +150,38 @@ func TestTrimmedCursorResets(t *testing.T) {
 	})
 }
 
+// TestDeleteIsNotReset deletes the message a cursor points at (the newest
+// one, and then every one): the next message must arrive without a reset,
+// since a user's deletion loses nothing. Trimming afterwards still resets.
+func TestDeleteIsNotReset(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s := newStore(t, b.rdb, Options{MaxLen: 10})
+		r := Reader{User: "42"}
+		first := toUser(t, s, "42", "first")
+		second := toUser(t, s, "42", "second")
+		c := poll(t, s, r, PollOptions{Cursor: tail(t, s, r)}).Cursor
+		for _, id := range []string{second, first} {
+			must(t, s.Delete(ctx, r, id), "Delete %s", id)
+		}
+		third := toUser(t, s, "42", "third")
+		res := poll(t, s, r, PollOptions{Cursor: c})
+		if res.Reset {
+			t.Fatal("deleting messages made the next poll report a reset")
+		}
+		checkIDs(t, "after deleting", msgIDs(res.Messages), []string{third})
+
+		// Trimming past the cursor is still a reset.
+		for i := range 300 {
+			toUser(t, s, "42", fmt.Sprint(i))
+		}
+		if res := poll(t, s, r, PollOptions{Cursor: res.Cursor, Limit: MaxLimit}); !res.Reset {
+			t.Fatal("trimmed past the cursor, but no reset")
+		}
+	})
+}
+
 // TestRetentionTrimsByAge puts entries two hours in the past and checks
 // that the next publish trims them by age (MINID) and that a cursor among
 // them resets.
@@ -259,6 +291,9 @@ func TestKeysShareSlots(t *testing.T) {
 				must(t, s.Delete(ctx, r, bc3), "Delete")
 				userKeys := []string{k.inbox(u), k.unread(u), k.expiring(u), k.read(u), k.seen(u), k.hidden(u),
 					k.idem(k.userStream(u), u, "k1")}
+				if slot(k.trim(k.userStream(u), u)) != slot(k.inbox(u)) {
+					t.Fatalf("trim mark of %s is in another slot", u)
+				}
 				for _, key := range userKeys {
 					if n, err := b.rdb.Exists(ctx, key).Result(); err != nil || n != 1 {
 						t.Fatalf("key %s: exists %d, %v", key, n, err)
@@ -274,8 +309,8 @@ func TestKeysShareSlots(t *testing.T) {
 				if n, err := b.rdb.Exists(ctx, idem).Result(); err != nil || n != 1 {
 					t.Fatalf("key %s: exists %d, %v", idem, n, err)
 				}
-				if slot(idem) != slot(k.group(g)) {
-					t.Fatalf("%s and %s in different slots", idem, k.group(g))
+				if slot(idem) != slot(k.group(g)) || slot(k.trim(k.groupStream(g), "")) != slot(k.group(g)) {
+					t.Fatalf("%s, its trim mark and %s in different slots", idem, k.group(g))
 				}
 			}
 			publish(t, s, Target{Broadcast: true}, Draft{Title: "x"}, "bk")
@@ -283,8 +318,8 @@ func TestKeysShareSlots(t *testing.T) {
 			if n, err := b.rdb.Exists(ctx, idem).Result(); err != nil || n != 1 {
 				t.Fatalf("key %s: exists %d, %v", idem, n, err)
 			}
-			if slot(idem) != slot(k.broadcast()) {
-				t.Fatalf("%s and %s in different slots", idem, k.broadcast())
+			if slot(idem) != slot(k.broadcast()) || slot(k.trim(k.broadcastStream(), "")) != slot(k.broadcast()) {
+				t.Fatalf("%s, the trim mark and %s in different slots", idem, k.broadcast())
 			}
 			if slot(k.inbox("42")) == slot(k.inbox("43")) && slot(k.inbox("43")) == slot(k.inbox("44")) {
 				t.Fatal("users' keys do not spread over slots")

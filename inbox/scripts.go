@@ -8,7 +8,12 @@ import "github.com/redis/go-redis/v9"
 // finds the idempotency record (the entry exists) or finds nothing (no
 // entry was written): never a second copy.
 //
-// KEYS: stream, idem[, unread, expiring]  (the last two for user inboxes)
+// When trimming removed entries, the oldest surviving entry is recorded
+// as the stream's trim mark: every entry below it is gone, and a cursor
+// below it has missed messages (see readScript). User deletions never move
+// the mark, so deleting a message is never mistaken for trimming.
+//
+// KEYS: stream, idem, trim mark[, unread, expiring]  (the last two for user inboxes)
 // ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel, field, value, …
 // Returns {entryID, created(0|1)}.
 var publishScript = redis.NewScript(`
@@ -18,48 +23,78 @@ if ARGV[1] == '1' then
 end
 local fields = {}
 for i = 7, #ARGV do fields[#fields+1] = ARGV[i] end
+local before = redis.call('XLEN', KEYS[1])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4])
+local removed = before + 1 - redis.call('XLEN', KEYS[1])
+removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4])
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
 end
-if #KEYS >= 4 then
+local first = nil
+if removed > 0 or #KEYS >= 5 then
+  first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+end
+if removed > 0 and #first > 0 then
+  redis.call('SET', KEYS[3], first[1][1])
+end
+if #KEYS >= 5 then
   local ms = tonumber(string.match(id, '^(%d+)'))
-  redis.call('ZADD', KEYS[3], ms, id)
-  if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[4], ARGV[5], id) end
+  redis.call('ZADD', KEYS[4], ms, id)
+  if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[5], ARGV[5], id) end
   -- Keep the unread set no larger than the stream: drop ids older than
   -- the oldest entry left after trimming.
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
   if #first > 0 then
     local fms = tonumber(string.match(first[1][1], '^(%d+)'))
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. fms)
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
   end
 end
 redis.call('PUBLISH', ARGV[6], KEYS[1])
 return {id, 1}
 `)
 
+// luaIDHelpers are Lua helpers for "ms-seq" entry IDs: idless compares
+// two; pred returns the largest ID below one.
+const luaIDHelpers = `
+local function idparts(s)
+  local a, b = string.match(s, '^(%d+)-(%d+)$')
+  return tonumber(a), tonumber(b)
+end
+local function idless(x, y)
+  local xa, xb = idparts(x)
+  local ya, yb = idparts(y)
+  return xa < ya or (xa == ya and xb < yb)
+end
+local function pred(s)
+  local a, b = string.match(s, '^(%d+)-(%d+)$')
+  if b ~= '0' then return a .. '-' .. string.format('%.0f', tonumber(b) - 1) end
+  return string.format('%.0f', tonumber(a) - 1) .. '-18446744073709551615'
+end
+`
+
 // readScript reads entries after a position and tells whether the stream
-// was trimmed past it. Trimming only removes from the head, so if entries
-// follow the position but none is at or before it, whatever lay between
-// the position and the oldest survivor may be gone: the caller reports a reset.
+// was trimmed past it. Every entry below the trim mark (see publishScript)
+// is gone, so a position below the mark's predecessor may have missed
+// trimmed entries: the script then reads on from the mark, and returns the
+// position it read from so that the caller can report a reset and advance.
 //
 // For a user's inbox the unread set is passed too, and the script returns
 // each entry's unread flag, saving a round trip.
 //
-// KEYS: stream[, unread]; ARGV: position, count.
-// Returns {reset(0|1), entries, flags(1 = unread; inbox only)}.
-var readScript = redis.NewScript(`
-local r = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-local reset = 0
-if #r > 0 and ARGV[1] ~= '0-0' then
-  local b = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', 1)
-  if #b == 0 then reset = 1 end
+// KEYS: stream, trim mark[, unread]; ARGV: position, count.
+// Returns {new position or "" (no reset), entries, flags(1 = unread; inbox only)}.
+var readScript = redis.NewScript(luaIDHelpers + `
+local from = ARGV[1]
+local reset = ''
+local mark = redis.call('GET', KEYS[2])
+if mark and idless(from, pred(mark)) then
+  from = pred(mark)
+  reset = from
 end
+local r = redis.call('XRANGE', KEYS[1], '(' .. from, '+', 'COUNT', ARGV[2])
 local flags = {}
-if #KEYS >= 2 then
+if #KEYS >= 3 then
   for i, e in ipairs(r) do
-    if redis.call('ZSCORE', KEYS[2], e[1]) then flags[i] = 1 else flags[i] = 0 end
+    if redis.call('ZSCORE', KEYS[3], e[1]) then flags[i] = 1 else flags[i] = 0 end
   end
 end
 return {reset, r, flags}
@@ -85,11 +120,17 @@ return {redis.call('ZCARD', KEYS[1]), flags, redis.call('HGETALL', KEYS[3]),
         redis.call('ZRANGE', KEYS[4], 0, -1), redis.call('ZRANGE', KEYS[5], 0, -1)}
 `)
 
-// tailScript returns the newest entry ID of a stream, "0-0" when empty.
+// tailScript returns the newest entry ID of a stream: the position that
+// means "now". An empty stream that was trimmed before answers its trim
+// mark, so the new position is not mistaken for one from before the trim.
+//
+// KEYS: stream, trim mark.
 var tailScript = redis.NewScript(`
 local r = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #r == 0 then return '0-0' end
-return r[1][1]
+if #r > 0 then return r[1][1] end
+local mark = redis.call('GET', KEYS[2])
+if mark then return mark end
+return '0-0'
 `)
 
 // sharedUnreadScript counts the entries of a shared stream after a

@@ -163,10 +163,10 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 
 // tails returns the newest entry ID of each stream ("0-0" when empty):
 // the position that means "now".
-func (s *Store) tails(ctx context.Context, streams []stream) (positions, error) {
+func (s *Store) tails(ctx context.Context, user string, streams []stream) (positions, error) {
 	calls := make([]scriptCall, len(streams))
 	for i, st := range streams {
-		calls[i] = scriptCall{sc: tailScript, keys: []string{st.key}}
+		calls[i] = scriptCall{sc: tailScript, keys: []string{st.key, s.k.trim(st, user)}}
 	}
 	out, err := s.evalPipe(ctx, calls)
 	if err != nil {
@@ -190,7 +190,7 @@ func (s *Store) Unread(ctx context.Context, r Reader) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	pos, err := s.tails(ctx, streams)
+	pos, err := s.tails(ctx, r.User, streams)
 	if err != nil {
 		return 0, "", err
 	}
