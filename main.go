@@ -55,6 +55,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if strings.ContainsAny(cfg.KeyPrefix, "{}") {
+		// Keys rely on their {user}/{group} hash tag; a brace in the prefix
+		// would become the tag and scatter one user's keys over the cluster.
+		return errors.New("key-prefix must not contain { or }")
+	}
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
@@ -100,7 +105,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	store := inbox.New(rdb, inbox.Options{Prefix: cfg.KeyPrefix, MaxLen: int64(cfg.InboxMaxLen), Retention: cfg.Retention,
-		Pipelines: max(2, cfg.RedisPoolSize/2), CallTimeout: 2*cfg.RedisTimeout + time.Second})
+		Pipelines: max(2, cfg.RedisPoolSize/2), CallTimeout: 2*cfg.RedisTimeout + time.Second,
+		MaxRecipients: cfg.MaxRecipients})
 	defer store.Close()
 	metrics := poll.NewMetrics()
 	store.Hub().OnEvent = metrics.HubEvent
@@ -186,7 +192,10 @@ func openRedis(cfg *config) (redis.UniversalClient, func(), error) {
 	opt := &redis.UniversalOptions{
 		ClientName: "pollbox", PoolSize: cfg.RedisPoolSize, MinIdleConns: 2,
 		DialTimeout: cfg.RedisTimeout, ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout,
-		PoolTimeout: cfg.RedisTimeout, MaxRetries: 1,
+		// No automatic retries: go-redis would resend a whole pipeline after
+		// a timeout, re-running publish scripts Redis had already run. A
+		// failed call becomes a 503; clients retry, with idempotency keys.
+		PoolTimeout: cfg.RedisTimeout, MaxRetries: -1,
 		// One dial attempt per try: while Redis is down, requests should get
 		// their 503 quickly rather than after a series of dial retries.
 		DialerRetries: 1,

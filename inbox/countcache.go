@@ -20,12 +20,28 @@ import (
 // the cache is bypassed, and it is emptied whenever the subscription is
 // lost or comes back. Expiry changes counts with no wake-up, so each entry
 // also lapses when the first counted entry expires.
+//
+// The same generations guard a second kind of entry: the raw result of
+// reading a shared stream after a position. When a broadcast wakes ten
+// thousand polls, all at the same position, one of them reads Redis and
+// the rest take its result.
 type countCache struct {
 	mu      sync.Mutex
 	live    func() bool // whether invalidations are currently being received
 	epoch   uint64      // bumped by clear
 	gen     map[string]uint64
 	entries map[countKey]countEntry
+	reads   map[readKey]readEntry
+}
+
+type readKey struct {
+	stream, after string
+	count         int
+}
+
+type readEntry struct {
+	reply any
+	at    countGen
 }
 
 // maxCountEntries bounds the cache; past it the cache starts over.
@@ -39,20 +55,24 @@ type countEntry struct {
 	n     int
 	at    countGen
 	until time.Time // zero: no counted entry expires
+	upTo  entryID   // the stream's newest entry when counted
 }
 
 func newCountCache(live func() bool) *countCache {
-	return &countCache{live: live, gen: map[string]uint64{}, entries: map[countKey]countEntry{}}
+	return &countCache{live: live, gen: map[string]uint64{}, entries: map[countKey]countEntry{}, reads: map[readKey]readEntry{}}
 }
 
-func (c *countCache) get(k countKey, now time.Time) (int, bool) {
+// get returns a cached count that is still valid and covers the stream up
+// to at least seen (an entry the caller has just read: its wake-up may not
+// have arrived yet, so the generation alone cannot vouch for the count).
+func (c *countCache) get(k countKey, now time.Time, seen entryID) (int, bool) {
 	if !c.live() {
 		return 0, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[k]
-	if !ok || e.at != (countGen{c.epoch, c.gen[k.stream]}) || (!e.until.IsZero() && !now.Before(e.until)) {
+	if !ok || e.at != (countGen{c.epoch, c.gen[k.stream]}) || (!e.until.IsZero() && !now.Before(e.until)) || e.upTo.less(seen) {
 		return 0, false
 	}
 	return e.n, true
@@ -70,7 +90,7 @@ func (c *countCache) snapshot(stream string) countGen {
 }
 
 // put stores a count computed after snapshot returned at.
-func (c *countCache) put(k countKey, n int, at countGen, until time.Time) {
+func (c *countCache) put(k countKey, n int, at countGen, until time.Time, upTo entryID) {
 	if !c.live() {
 		return
 	}
@@ -82,10 +102,40 @@ func (c *countCache) put(k countKey, n int, at countGen, until time.Time) {
 	if len(c.entries) >= maxCountEntries {
 		clear(c.entries)
 	}
-	c.entries[k] = countEntry{n: n, at: at, until: until}
+	c.entries[k] = countEntry{n: n, at: at, until: until, upTo: upTo}
 }
 
-// bump invalidates every count of a stream.
+// getRead returns a cached read of a shared stream, if still valid.
+func (c *countCache) getRead(k readKey) (any, bool) {
+	if !c.live() {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.reads[k]
+	if !ok || e.at != (countGen{c.epoch, c.gen[k.stream]}) {
+		return nil, false
+	}
+	return e.reply, true
+}
+
+// putRead stores a read made after snapshot returned at.
+func (c *countCache) putRead(k readKey, reply any, at countGen) {
+	if !c.live() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at != (countGen{c.epoch, c.gen[k.stream]}) {
+		return
+	}
+	if len(c.reads) >= maxCountEntries {
+		clear(c.reads)
+	}
+	c.reads[k] = readEntry{reply: reply, at: at}
+}
+
+// bump invalidates every count and read of a stream.
 func (c *countCache) bump(stream string) {
 	c.mu.Lock()
 	if _, ok := c.gen[stream]; ok {
@@ -99,5 +149,6 @@ func (c *countCache) clear() {
 	c.mu.Lock()
 	c.epoch++
 	clear(c.entries)
+	clear(c.reads)
 	c.mu.Unlock()
 }

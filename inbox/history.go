@@ -197,7 +197,7 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 	var all []*Message
 	for _, sc := range scans {
 		for _, m := range sc.got {
-			if frontier == nil || frontier.before(m) {
+			if frontier == nil || !m.before(frontier) {
 				all = append(all, m)
 			}
 		}

@@ -192,20 +192,28 @@ func (h *Hub) Run(ctx context.Context) error {
 
 // receive reads wake-ups until the connection fails.
 func (h *Hub) receive(ctx context.Context, ps *redis.PubSub, first *bool, backoff *time.Duration) error {
+	// A bounded wait lets a silent dead connection be found: after a quiet
+	// period the hub pings, and if the next period passes without the Pong
+	// (or anything else) arriving, the connection is given up.
+	pingPending := false
 	for ctx.Err() == nil {
-		// A bounded wait lets a silent dead connection be found by the Ping below.
 		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
 		if err != nil {
-			if isTimeout(err) && h.connected.Load() {
+			if isTimeout(err) && h.connected.Load() && !pingPending {
 				if perr := ps.Ping(ctx); perr == nil {
+					pingPending = true
 					continue
 				}
 			}
 			return err
 		}
+		pingPending = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
+				// Wake (and clear caches) before declaring the subscription
+				// live, so nothing computed while it was down is trusted.
+				h.WakeAll()
 				h.connected.Store(true)
 				*backoff = 50 * time.Millisecond
 				if !*first {
@@ -213,7 +221,6 @@ func (h *Hub) receive(ctx context.Context, ps *redis.PubSub, first *bool, backof
 					h.event("reconnected")
 				}
 				*first = false
-				h.WakeAll()
 			}
 		case *redis.Message:
 			h.event("wake")

@@ -14,7 +14,7 @@ package inbox
 //	<p>hidden:{<user>}     zset: shared message ids the user deleted, score = entry ms
 //	<p>trim:{<user>}       string: oldest inbox entry left by the last trim that removed any
 //	<p>gtrim:{<group>}, <p>btrim:{<p>broadcast}  the same for group and broadcast streams
-//	<p>idem:{<user>}:<k>   string: entry id published under idempotency key k (24 h)
+//	<p>idem:{<user>}:<sender>:<k>  string: entry id one publisher wrote under idempotency key k (24 h)
 //	<p>gidem:{<group>}:<k> string: same for a group stream
 //	<p>bidem:{<p>broadcast}:<k>  same for broadcast; the tag is the broadcast key's own
 //	                       name so both hash to one slot

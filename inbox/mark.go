@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -39,6 +40,11 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 		if m.kind == 'u' {
 			inboxIDs = append(inboxIDs, m.entry.String())
 		} else {
+			// An id from the future names no message; remembering it would
+			// let a client grow its read set without bound.
+			if int64(m.entry.ms) > ms(s.opt.Now().Add(time.Minute)) {
+				return 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+			}
 			seen = append(seen, redis.Z{Score: float64(m.entry.ms), Member: id})
 		}
 	}

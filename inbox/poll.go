@@ -188,21 +188,62 @@ func (s *Store) finish(ctx context.Context, user string, streams []stream, pos p
 // left over and res.Reset when a stream was trimmed past its position.
 // When anything was read it also returns the user's state (for read flags).
 func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos positions, limit int, res *PollResult) ([]Message, *userState, error) {
-	// The reads and the user's state travel in one pipeline: one round trip.
-	calls := make([]scriptCall, 0, len(toRead)+1)
-	for _, st := range toRead {
+	// Shared streams are read through the instance's cache (see countCache):
+	// polls woken together by one broadcast share one read.
+	out := make([]any, len(toRead))
+	var calls []scriptCall
+	var missed []int
+	var rkeys []readKey
+	var gens []countGen
+	for i, st := range toRead {
+		if st.kind != 'u' {
+			rk := readKey{stream: st.key, after: pos[st.name].String(), count: limit + 1}
+			if v, ok := s.counts.getRead(rk); ok {
+				out[i] = v
+				continue
+			}
+			rkeys = append(rkeys, rk)
+			gens = append(gens, s.counts.snapshot(st.key))
+		} else {
+			rkeys = append(rkeys, readKey{})
+			gens = append(gens, countGen{})
+		}
 		keys := []string{st.key, s.k.trim(st, user)}
 		if st.kind == 'u' {
 			keys = append(keys, s.k.unread(user))
 		}
+		missed = append(missed, i)
 		calls = append(calls, scriptCall{sc: readScript, keys: keys, args: []any{pos[st.name].String(), limit + 1}})
 	}
-	calls = append(calls, s.stateCall(user))
-	out, err := s.evalPipe(ctx, calls)
-	if err != nil {
-		return nil, nil, err
+	if len(calls) > 0 {
+		res, err := s.evalPipe(ctx, calls)
+		if err != nil {
+			return nil, nil, err
+		}
+		for j, i := range missed {
+			out[i] = res[j]
+			if toRead[i].kind != 'u' {
+				s.counts.putRead(rkeys[j], res[j], gens[j])
+			}
+		}
 	}
-	st, err := parseState(out[len(toRead)])
+	found := false
+	for _, o := range out {
+		if parts, _ := o.([]any); len(parts) == 3 {
+			if moved, _ := parts[0].(string); moved != "" {
+				found = true
+			}
+			if list, _ := parts[1].([]any); len(list) > 0 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		// Most reads find nothing (a poll about to wait): they cost one
+		// script per stream and no state.
+		return nil, nil, nil
+	}
+	st, err := s.loadState(ctx, user, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -231,10 +272,10 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 			res.More = true
 		}
 		if sh.kind != 'u' && len(msgs) > 0 {
-			if st.fresh == nil {
-				st.fresh = map[string]bool{}
+			if st.newest == nil {
+				st.newest = map[string]entryID{}
 			}
-			st.fresh[sh.key] = true
+			st.newest[sh.key] = msgs[len(msgs)-1].entry
 		}
 		if sh.kind == 'u' {
 			flags, _ := parts[2].([]any)

@@ -57,8 +57,8 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 	}
 	switch {
 	case len(t.Users) > 0:
-		if len(t.Users) > MaxRecipients {
-			return nil, fmt.Errorf("%w: more than %d recipients", ErrInvalid, MaxRecipients)
+		if len(t.Users) > s.opt.MaxRecipients {
+			return nil, fmt.Errorf("%w: more than %d recipients", ErrInvalid, s.opt.MaxRecipients)
 		}
 		for _, u := range t.Users {
 			if !ValidUser(u) {
@@ -68,8 +68,8 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 			add(st, u)
 		}
 	case len(t.Groups) > 0:
-		if len(t.Groups) > MaxRecipients {
-			return nil, fmt.Errorf("%w: more than %d groups", ErrInvalid, MaxRecipients)
+		if len(t.Groups) > s.opt.MaxRecipients {
+			return nil, fmt.Errorf("%w: more than %d groups", ErrInvalid, s.opt.MaxRecipients)
 		}
 		for _, g := range t.Groups {
 			if !ValidGroup(g) {
@@ -92,7 +92,9 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 	args := append(base, fv...)
 	calls := make([]scriptCall, len(streams))
 	for i, st := range streams {
-		ik := s.k.idem(st, users[i], idemKey)
+		// Keys are per publisher: two publishers choosing the same key
+		// must not suppress each other's messages.
+		ik := s.k.idem(st, users[i], d.Sender+":"+idemKey)
 		if idemKey == "" {
 			ik = s.k.idem(st, users[i], "-") // never read or written; keeps the slot
 		}

@@ -290,7 +290,7 @@ func TestKeysShareSlots(t *testing.T) {
 				must(t, err, "MarkRead")
 				must(t, s.Delete(ctx, r, bc3), "Delete")
 				userKeys := []string{k.inbox(u), k.unread(u), k.expiring(u), k.read(u), k.seen(u), k.hidden(u),
-					k.idem(k.userStream(u), u, "k1")}
+					k.idem(k.userStream(u), u, ":k1")}
 				if slot(k.trim(k.userStream(u), u)) != slot(k.inbox(u)) {
 					t.Fatalf("trim mark of %s is in another slot", u)
 				}
@@ -305,7 +305,7 @@ func TestKeysShareSlots(t *testing.T) {
 			}
 			for _, g := range []string{"ops", "user:list"} {
 				publish(t, s, Target{Groups: []string{g}}, Draft{Title: "x"}, "gk")
-				idem := k.idem(k.groupStream(g), "", "gk")
+				idem := k.idem(k.groupStream(g), "", ":gk")
 				if n, err := b.rdb.Exists(ctx, idem).Result(); err != nil || n != 1 {
 					t.Fatalf("key %s: exists %d, %v", idem, n, err)
 				}
@@ -314,7 +314,7 @@ func TestKeysShareSlots(t *testing.T) {
 				}
 			}
 			publish(t, s, Target{Broadcast: true}, Draft{Title: "x"}, "bk")
-			idem := k.idem(k.broadcastStream(), "", "bk")
+			idem := k.idem(k.broadcastStream(), "", ":bk")
 			if n, err := b.rdb.Exists(ctx, idem).Result(); err != nil || n != 1 {
 				t.Fatalf("key %s: exists %d, %v", idem, n, err)
 			}

@@ -21,6 +21,10 @@ if ARGV[1] == '1' then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {prev, 0} end
 end
+-- The wake-up goes first: subscribers only receive it once the script has
+-- finished, and if PUBLISH is refused (an ACL without the channel) nothing
+-- has been written yet, so the error cannot hide a stored message.
+redis.call('PUBLISH', ARGV[6], KEYS[1])
 local fields = {}
 for i = 7, #ARGV do fields[#fields+1] = ARGV[i] end
 local before = redis.call('XLEN', KEYS[1])
@@ -48,7 +52,6 @@ if #KEYS >= 5 then
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
   end
 end
-redis.call('PUBLISH', ARGV[6], KEYS[1])
 return {id, 1}
 `)
 
@@ -107,8 +110,10 @@ return {reset, r, flags}
 //
 // KEYS: unread, expiring, read, seen, hidden; ARGV: now(ms), inbox ids…
 var stateScript = redis.NewScript(`
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-if #expired > 0 then
+-- In chunks: Lua's unpack has a limit of a few thousand values.
+while true do
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 500)
+  if #expired == 0 then break end
   redis.call('ZREM', KEYS[1], unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))
 end
@@ -139,7 +144,8 @@ return '0-0'
 // Only ids and the expiry field leave the server.
 //
 // KEYS: stream; ARGV: after, cap, now(ms), excluded entry ids…
-// Returns {count, earliest expiry among the counted entries (0 = none)}.
+// Returns {count, earliest expiry among the counted entries (0 = none),
+// the stream's newest entry ID ("0-0" when empty)}.
 var sharedUnreadScript = redis.NewScript(`
 local ex = {}
 for i = 4, #ARGV do ex[ARGV[i]] = true end
@@ -160,5 +166,8 @@ for _, e in ipairs(r) do
     end
   end
 end
-return {n, soonest}
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local newest = '0-0'
+if #last > 0 then newest = last[1][1] end
+return {n, soonest, newest}
 `)

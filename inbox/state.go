@@ -16,9 +16,9 @@ type userState struct {
 	seen        map[string]bool    // shared public ids read one by one
 	hidden      map[string]bool    // shared public ids the user deleted
 	allInbox    bool               // inboxUnread lists every unread inbox id
-	// fresh lists shared stream keys whose entries were just read: a cached
-	// count may predate them (its invalidation can still be on its way).
-	fresh map[string]bool
+	// newest holds, per shared stream key, the newest entry just read: a
+	// cached count must cover it (its invalidation may still be on its way).
+	newest map[string]entryID
 }
 
 // loadState reads a user's read state in one script call; inboxIDs are the
@@ -125,7 +125,7 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 		}
 		sort.Strings(excl)
 		key := countKey{stream: sh.key, after: w.String(), excl: strings.Join(excl, ",")}
-		if n, ok := s.counts.get(key, now); ok && !st.fresh[sh.key] {
+		if n, ok := s.counts.get(key, now, st.newest[sh.key]); ok {
 			total += n
 			continue
 		}
@@ -146,17 +146,22 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 	}
 	for i, r := range res {
 		pair, _ := r.([]any)
-		if len(pair) != 2 {
+		if len(pair) != 3 {
 			return 0, fmt.Errorf("unread: unexpected reply %T", r)
 		}
 		n, _ := pair[0].(int64)
 		soonest, _ := pair[1].(int64)
+		lastStr, _ := pair[2].(string)
+		upTo, err := parseEntryID(lastStr)
+		if err != nil {
+			return 0, fmt.Errorf("unread: %w", err)
+		}
 		total += int(n)
 		var until time.Time
 		if soonest > 0 {
 			until = time.UnixMilli(soonest)
 		}
-		s.counts.put(pending[i], int(n), gens[i], until)
+		s.counts.put(pending[i], int(n), gens[i], until, upTo)
 	}
 	return total, nil
 }

@@ -23,6 +23,8 @@ type Options struct {
 	Pipelines int
 	// CallTimeout bounds one shared pipeline; default 5 s.
 	CallTimeout time.Duration
+	// MaxRecipients caps users (or groups) in one publish; default 10,000.
+	MaxRecipients int
 	// Now is the clock (tests may replace it); default time.Now.
 	Now func() time.Time
 }
@@ -48,6 +50,9 @@ func (o *Options) defaults() {
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = 5 * time.Second
+	}
+	if o.MaxRecipients <= 0 {
+		o.MaxRecipients = MaxRecipients
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -51,7 +52,23 @@ type Principal struct {
 type Authenticator struct {
 	cfg    AuthConfig
 	parser *jwt.Parser
+
+	// Verified tokens are remembered for a while: a client re-polls with
+	// the same token every few seconds, and checking its signature and
+	// claims each time is a large share of a poll's CPU cost.
+	mu       sync.Mutex
+	verified map[string]verifiedToken
 }
+
+type verifiedToken struct {
+	p     Principal
+	until time.Time // re-verify after this (never after the token's exp)
+}
+
+const (
+	verifiedFor = 5 * time.Minute
+	maxVerified = 100000
+)
 
 // NewAuthenticator checks the configuration and returns an Authenticator.
 func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
@@ -79,7 +96,7 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 		}
 	}
 	p := jwt.NewParser(jwt.WithValidMethods(cfg.Algorithms), jwt.WithJSONNumber(), jwt.WithLeeway(cfg.Leeway))
-	return &Authenticator{cfg: cfg, parser: p}, nil
+	return &Authenticator{cfg: cfg, parser: p, verified: map[string]verifiedToken{}}, nil
 }
 
 // bearer extracts the token from the Authorization header or, for clients
@@ -106,6 +123,32 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	}
 	if p, ok := a.apiKey(tok); ok {
 		return p, nil
+	}
+	p, err := a.verify(tok)
+	if err != nil {
+		return Principal{}, err
+	}
+	if a.cfg.Sessions != nil {
+		alive, err := a.cfg.Sessions.SessionAlive(r.Context(), tok)
+		if err != nil {
+			return Principal{}, err
+		}
+		if !alive {
+			return Principal{}, errSessionExpired
+		}
+	}
+	return p, nil
+}
+
+// verify checks a JWT and maps its claims, using the cache of recently
+// verified tokens. The session check is not cached: it runs per request.
+func (a *Authenticator) verify(tok string) (Principal, error) {
+	now := time.Now()
+	a.mu.Lock()
+	v, ok := a.verified[tok]
+	a.mu.Unlock()
+	if ok && now.Before(v.until) {
+		return v.p, nil
 	}
 	claims := jwt.MapClaims{}
 	_, err := a.parser.ParseWithClaims(tok, claims, a.keyFunc)
@@ -139,15 +182,16 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 			}
 		}
 	}
-	if a.cfg.Sessions != nil {
-		alive, err := a.cfg.Sessions.SessionAlive(r.Context(), tok)
-		if err != nil {
-			return Principal{}, err
-		}
-		if !alive {
-			return Principal{}, errSessionExpired
-		}
+	until := now.Add(verifiedFor)
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil && exp.Add(a.cfg.Leeway).Before(until) {
+		until = exp.Add(a.cfg.Leeway)
 	}
+	a.mu.Lock()
+	if len(a.verified) >= maxVerified {
+		clear(a.verified)
+	}
+	a.verified[tok] = verifiedToken{p: p, until: until}
+	a.mu.Unlock()
 	return p, nil
 }
 

@@ -66,6 +66,9 @@ func accessLog(m *Metrics, next http.Handler) http.Handler {
 		ev := hlog.FromRequest(r).WithLevel(lvl).
 			Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
 			Int("status", rec.status).Int("size", rec.size).Dur("duration", time.Since(start))
+		if ev == nil { // level disabled: skip building the rest of the line
+			return
+		}
 		if q := redactQuery(r.URL.RawQuery); q != "" {
 			ev = ev.Str("query", q)
 		}

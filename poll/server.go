@@ -105,8 +105,8 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	}
 
 	var h http.Handler = r
-	h = cors(cfg.CORSOrigins, h)
 	h = stopping(cfg.Stop, h)
+	h = cors(cfg.CORSOrigins, h) // outside stopping: 503s stay readable cross-origin
 	h = common(h)
 	h = accessLog(m, h)
 	h = hlog.RequestIDHandler("req_id", "X-Request-Id")(h)
