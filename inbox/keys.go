@@ -15,8 +15,8 @@ package inbox
 //	<p>trim:{<user>}       string: oldest inbox entry left by the last trim that removed any
 //	<p>gtrim:{<group>}, <p>btrim:{<p>broadcast}  the same for group and broadcast streams
 //	<p>idem:{<user>}:<sender>:<k>  string: entry id one publisher wrote under idempotency key k (24 h)
-//	<p>gidem:{<group>}:<k> string: same for a group stream
-//	<p>bidem:{<p>broadcast}:<k>  same for broadcast; the tag is the broadcast key's own
+//	<p>gidem:{<group>}:<sender>:<k>  same for a group stream
+//	<p>bidem:{<p>broadcast}:<sender>:<k>  same for broadcast; the tag is the broadcast key's own
 //	                       name so both hash to one slot
 //	<p>wake                pub/sub channel: payload is the key of a stream that
 //	                       grew, or of a read-state hash that changed
