@@ -12,7 +12,7 @@ package inbox
 //	<p>read:{<user>}       hash: per shared stream ("b", "g.<group>") the entry id read up to
 //	<p>seen:{<user>}       zset: shared message ids read one by one, score = entry ms
 //	<p>hidden:{<user>}     zset: shared message ids the user deleted, score = entry ms
-//	<p>trim:{<user>}       string: oldest inbox entry left by the last trim that removed any
+//	<p>trim:{<user>}       string: trim mark: every trimmed entry is at or below it
 //	<p>gtrim:{<group>}, <p>btrim:{<p>broadcast}  the same for group and broadcast streams
 //	<p>idem:{<user>}:<sender>:<k>  string: entry id one publisher wrote under idempotency key k (24 h)
 //	<p>gidem:{<group>}:<sender>:<k>  same for a group stream

@@ -217,6 +217,46 @@ func TestRetentionTrimsByAge(t *testing.T) {
 	})
 }
 
+// TestQuietStreamIsNotReset: a stream quiet for longer than the
+// retention loses all its old entries to age trimming when the next
+// message arrives. A client that had read everything missed nothing, so
+// it must get the new message without a reset; one that had not, must
+// get a reset.
+func TestQuietStreamIsNotReset(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s := newStore(t, b.rdb, Options{Retention: time.Hour})
+		r := Reader{User: "42"}
+		key := s.k.inbox("42")
+		start := time.Now().Add(-2 * time.Hour).UnixMilli()
+		const n = 200 // two whole stream nodes (100 entries each), so MINID ~ removes them all
+		_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range n {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: fmt.Sprintf("%d-0", start+int64(i)),
+					Values: []any{"type", "notification", "title", "old"}})
+			}
+			return nil
+		})
+		must(t, err, "XADD old entries")
+		streams := streamsFor(s.opt.Prefix, "42", nil)
+		upToDate := encodeCursor(streams, positions{"u": {uint64(start + n - 1), 0}})
+		behind := encodeCursor(streams, positions{"u": {uint64(start + n - 2), 0}})
+		last := toUser(t, s, "42", "new")
+		if l := xlen(t, b.rdb, key); l != 1 {
+			t.Fatalf("XLEN = %d after age trimming, want only the new entry", l)
+		}
+		res := poll(t, s, r, PollOptions{Cursor: upToDate})
+		if res.Reset {
+			t.Fatal("a client that had read the whole quiet stream got a reset")
+		}
+		checkIDs(t, "after the quiet period", msgIDs(res.Messages), []string{last})
+		if res := poll(t, s, r, PollOptions{Cursor: behind}); !res.Reset {
+			t.Fatal("a client behind the trimmed entries got no reset")
+		}
+	})
+}
+
 func mustEntry(t *testing.T, id string) entryID {
 	t.Helper()
 	e, err := parseEntryID(id)

@@ -8,15 +8,19 @@ import "github.com/redis/go-redis/v9"
 // finds the idempotency record (the entry exists) or finds nothing (no
 // entry was written): never a second copy.
 //
-// When trimming removed entries, the oldest surviving entry is recorded
-// as the stream's trim mark: every entry below it is gone, and a cursor
-// below it has missed messages (see readScript). User deletions never move
-// the mark, so deleting a message is never mistaken for trimming.
+// When trimming removes entries, the script records the stream's trim
+// mark M: every removed entry is at or below M, so a cursor below M has
+// missed messages (see readScript). If trimming emptied the old part of
+// the stream, M is exactly the newest removed entry (the old tail), so a
+// client that had read up to it is not told it missed anything; otherwise
+// M is just below the oldest survivor. User deletions never move the mark,
+// so deleting a message is never mistaken for trimming. Age trimming only
+// runs when the oldest entry is old enough to go.
 //
 // KEYS: stream, idem, trim mark[, unread, expiring]  (the last two for user inboxes)
 // ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel, field, value, …
 // Returns {entryID, created(0|1)}.
-var publishScript = redis.NewScript(`
+var publishScript = redis.NewScript(luaIDHelpers + `
 if ARGV[1] == '1' then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {prev, 0} end
@@ -27,28 +31,32 @@ end
 redis.call('PUBLISH', ARGV[6], KEYS[1])
 local fields = {}
 for i = 7, #ARGV do fields[#fields+1] = ARGV[i] end
-local before = redis.call('XLEN', KEYS[1])
+local head0 = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local tail0 = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-local removed = before + 1 - redis.call('XLEN', KEYS[1])
-removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4])
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local trimmed = #head0 > 0 and head[1][1] ~= head0[1][1]
+if idless(head[1][1], ARGV[4]) and redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4]) > 0 then
+  trimmed = true
+  head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+end
+if trimmed then
+  local mark
+  if head[1][1] == id then mark = tail0[1][1] else mark = pred(head[1][1]) end
+  local old = redis.call('GET', KEYS[3])
+  if not old or idless(old, mark) then redis.call('SET', KEYS[3], mark) end
+end
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
-end
-local first = nil
-if removed > 0 or #KEYS >= 5 then
-  first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-end
-if removed > 0 and #first > 0 then
-  redis.call('SET', KEYS[3], first[1][1])
 end
 if #KEYS >= 5 then
   local ms = tonumber(string.match(id, '^(%d+)'))
   redis.call('ZADD', KEYS[4], ms, id)
   if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[5], ARGV[5], id) end
-  -- Keep the unread set no larger than the stream: drop ids older than
-  -- the oldest entry left after trimming.
-  if #first > 0 then
-    local fms = tonumber(string.match(first[1][1], '^(%d+)'))
+  if trimmed then
+    -- Keep the unread set no larger than the stream: drop ids older than
+    -- the oldest entry left after trimming.
+    local fms = tonumber(string.match(head[1][1], '^(%d+)'))
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
   end
 end
@@ -75,10 +83,9 @@ end
 `
 
 // readScript reads entries after a position and tells whether the stream
-// was trimmed past it. Every entry below the trim mark (see publishScript)
-// is gone, so a position below the mark's predecessor may have missed
-// trimmed entries: the script then reads on from the mark, and returns the
-// position it read from so that the caller can report a reset and advance.
+// was trimmed past it: a position below the trim mark (see publishScript)
+// may have missed trimmed entries. The script then reads on from the mark
+// and returns it, so that the caller reports a reset and advances.
 //
 // For a user's inbox the unread set is passed too, and the script returns
 // each entry's unread flag, saving a round trip.
@@ -89,9 +96,9 @@ var readScript = redis.NewScript(luaIDHelpers + `
 local from = ARGV[1]
 local reset = ''
 local mark = redis.call('GET', KEYS[2])
-if mark and idless(from, pred(mark)) then
-  from = pred(mark)
-  reset = from
+if mark and idless(from, mark) then
+  from = mark
+  reset = mark
 end
 local r = redis.call('XRANGE', KEYS[1], '(' .. from, '+', 'COUNT', ARGV[2])
 local flags = {}
