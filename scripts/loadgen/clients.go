@@ -114,11 +114,7 @@ func (c *client) runPollbox(ctx context.Context) {
 	defer r.wg.Done()
 	defer c.exited.Store(true)
 	defer c.releaseSlot()
-
-	select {
-	case r.dialSem <- struct{}{}:
-	case <-ctx.Done():
-		c.released.Store(true)
+	if !c.takeDialSlot(ctx) {
 		return
 	}
 	// Initial cursor: a timeout=0 poll returns at once with the stream tail.
@@ -222,11 +218,7 @@ func (c *client) runNchan(ctx context.Context) {
 	defer r.wg.Done()
 	defer c.exited.Store(true)
 	defer c.releaseSlot()
-
-	select {
-	case r.dialSem <- struct{}{}:
-	case <-ctx.Done():
-		c.released.Store(true)
+	if !c.takeDialSlot(ctx) {
 		return
 	}
 	var lastMod, etag string
@@ -376,5 +368,17 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// takeDialSlot waits for a turn to connect (bounding simultaneous dials);
+// false when ctx ended first.
+func (c *client) takeDialSlot(ctx context.Context) bool {
+	select {
+	case c.r.dialSem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		c.released.Store(true)
+		return false
 	}
 }
