@@ -110,6 +110,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer store.Close()
 	metrics := poll.NewMetrics()
 	store.Hub().OnEvent = metrics.HubEvent
+	store.Hub().OnLost = func(err error) {
+		log.Warn().Err(err).Msg("wake-up subscription lost; resubscribing and waking every waiting poll")
+	}
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = store.Hub().Run(hubCtx) }()

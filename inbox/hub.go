@@ -39,6 +39,9 @@ type Hub struct {
 	// OnEvent, if set before Run, is told of "reconnected", "lost" and
 	// "wake" events (for metrics). It must not block.
 	OnEvent func(event string)
+	// OnLost, if set before Run, receives the error that ended a
+	// subscription (for the log). It must not block.
+	OnLost func(err error)
 }
 
 // Waiter is one waiting poll's registration.
@@ -172,8 +175,10 @@ func (h *Hub) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		_ = err
 		h.event("lost")
+		if h.OnLost != nil {
+			h.OnLost(err)
+		}
 		// Waiters must not trust that nothing happened while we were away.
 		h.WakeAll()
 		select {
