@@ -18,6 +18,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,6 +64,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
+	}
+	if getenv("GOGC") == "" {
+		// Each delivery allocates a little (an HTTP request, JSON, a Redis
+		// reply) and little of it lives on; collecting less often bought a
+		// third more throughput in the load test for more peak heap. GOGC in
+		// the environment overrides this, as usual.
+		debug.SetGCPercent(300)
 	}
 
 	var dev *devMode
