@@ -80,7 +80,7 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 	if err != nil {
 		return HistoryResult{}, err
 	}
-	st, err := s.loadState(ctx, r.User, nil)
+	st, err := s.loadState(ctx, r.User)
 	if err != nil {
 		return HistoryResult{}, err
 	}

@@ -87,7 +87,7 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 		return 0, wrapRedis("mark read", err)
 	}
 	s.wakeState(ctx, u)
-	st, err := s.loadState(ctx, u, nil)
+	st, err := s.loadState(ctx, u)
 	if err != nil {
 		return 0, err
 	}

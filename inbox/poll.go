@@ -170,7 +170,7 @@ func (s *Store) answer(streams []stream, pos positions, unread int, res PollResu
 func (s *Store) finish(ctx context.Context, user string, streams []stream, pos positions, st *userState, res PollResult) (PollResult, error) {
 	if st == nil {
 		var err error
-		if st, err = s.loadState(ctx, user, nil); err != nil {
+		if st, err = s.loadState(ctx, user); err != nil {
 			return PollResult{}, err
 		}
 	}
@@ -243,7 +243,7 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 		// script per stream and no state.
 		return nil, nil, nil
 	}
-	st, err := s.loadState(ctx, user, nil)
+	st, err := s.loadState(ctx, user)
 	if err != nil {
 		return nil, nil, err
 	}

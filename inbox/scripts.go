@@ -112,10 +112,9 @@ return {reset, r, flags}
 
 // stateScript returns one user's read state: it first drops expired ids
 // from the unread set (so counts never include expired messages), then
-// returns the unread count, which of the given inbox ids are unread, the
-// read-up-to hash, and the seen and hidden sets.
+// returns the unread count, the read-up-to hash, and the seen and hidden sets.
 //
-// KEYS: unread, expiring, read, seen, hidden; ARGV: now(ms), inbox ids…
+// KEYS: unread, expiring, read, seen, hidden; ARGV: now(ms)
 var stateScript = redis.NewScript(`
 -- In chunks: Lua's unpack has a limit of a few thousand values.
 while true do
@@ -124,11 +123,7 @@ while true do
   redis.call('ZREM', KEYS[1], unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))
 end
-local flags = {}
-for i = 2, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then flags[#flags+1] = 1 else flags[#flags+1] = 0 end
-end
-return {redis.call('ZCARD', KEYS[1]), flags, redis.call('HGETALL', KEYS[3]),
+return {redis.call('ZCARD', KEYS[1]), redis.call('HGETALL', KEYS[3]),
         redis.call('ZRANGE', KEYS[4], 0, -1), redis.call('ZRANGE', KEYS[5], 0, -1)}
 `)
 

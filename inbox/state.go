@@ -21,50 +21,22 @@ type userState struct {
 	newest map[string]entryID
 }
 
-// loadState reads a user's read state in one script call; inboxIDs are the
-// inbox entries whose read flag the caller needs.
-func (s *Store) loadState(ctx context.Context, user string, inboxIDs []string) (*userState, error) {
-	c := s.stateCall(user, inboxIDs...)
-	out, err := s.evalPipe(ctx, []scriptCall{c})
+// loadState reads a user's read state in one script call. Inbox read
+// flags come with the reads themselves (see readScript), not from here.
+func (s *Store) loadState(ctx context.Context, user string) (*userState, error) {
+	out, err := s.evalPipe(ctx, []scriptCall{{sc: stateScript, args: []any{ms(s.opt.Now())},
+		keys: []string{s.k.unread(user), s.k.expiring(user), s.k.read(user), s.k.seen(user), s.k.hidden(user)}}})
 	if err != nil {
 		return nil, err
 	}
-	st, err := parseState(out[0])
-	if err != nil {
-		return nil, err
-	}
-	parts := out[0].([]any)
-	flags, _ := parts[1].([]any)
-	for i, f := range flags {
-		if i < len(inboxIDs) {
-			st.inboxUnread[inboxIDs[i]] = f == int64(1)
-		}
-	}
-	return st, nil
-}
-
-// stateCall is the state script call for a user, to run alone or inside
-// another pipeline.
-func (s *Store) stateCall(user string, inboxIDs ...string) scriptCall {
-	args := make([]any, 0, 1+len(inboxIDs))
-	args = append(args, ms(s.opt.Now()))
-	for _, id := range inboxIDs {
-		args = append(args, id)
-	}
-	return scriptCall{sc: stateScript, args: args,
-		keys: []string{s.k.unread(user), s.k.expiring(user), s.k.read(user), s.k.seen(user), s.k.hidden(user)}}
-}
-
-// parseState decodes the state script's reply (read flags aside).
-func parseState(v any) (*userState, error) {
-	parts, _ := v.([]any)
-	if len(parts) != 5 {
-		return nil, fmt.Errorf("state: unexpected reply %T", v)
+	parts, _ := out[0].([]any)
+	if len(parts) != 4 {
+		return nil, fmt.Errorf("state: unexpected reply %T", out[0])
 	}
 	st := &userState{inboxUnread: map[string]bool{}, readUpTo: map[string]entryID{}, seen: map[string]bool{}, hidden: map[string]bool{}}
 	n, _ := parts[0].(int64)
 	st.unreadInbox = int(n)
-	h, _ := parts[2].([]any)
+	h, _ := parts[1].([]any)
 	for i := 0; i+1 < len(h); i += 2 {
 		name, _ := h[i].(string)
 		val, _ := h[i+1].(string)
@@ -75,7 +47,7 @@ func parseState(v any) (*userState, error) {
 	for _, pair := range []struct {
 		raw any
 		set map[string]bool
-	}{{parts[3], st.seen}, {parts[4], st.hidden}} {
+	}{{parts[2], st.seen}, {parts[3], st.hidden}} {
 		list, _ := pair.raw.([]any)
 		for _, x := range list {
 			if id, ok := x.(string); ok {
@@ -199,7 +171,7 @@ func (s *Store) Unread(ctx context.Context, r Reader) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	st, err := s.loadState(ctx, r.User, nil)
+	st, err := s.loadState(ctx, r.User)
 	if err != nil {
 		return 0, "", err
 	}
