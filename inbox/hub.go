@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +13,8 @@ import (
 // Hub wakes waiting polls when the streams they wait on grow. Each pollbox
 // instance holds exactly one Redis subscription (to the wake channel) no
 // matter how many polls wait; publishers PUBLISH the key of the stream
-// they appended to in the same script as the XADD. A waiting poll
+// they appended to (and a description of the new entry) in the same
+// script as the XADD. A waiting poll
 // therefore holds no Redis connection at all, only a Waiter in a map.
 //
 // Correctness rests on ordering: a poll registers its Waiter first and
@@ -31,7 +33,7 @@ type Hub struct {
 
 	// onNotify and onWakeAll run before any waiter is woken, so caches that
 	// depend on wake-ups are invalid before a woken poll can consult them.
-	onNotify  func(key string)
+	onNotify  func(key, payload string)
 	onWakeAll func()
 
 	connected  atomic.Bool
@@ -105,10 +107,16 @@ func (h *Hub) Connected() bool { return h.connected.Load() }
 // Reconnects returns how many times the subscription was (re)established after the first.
 func (h *Hub) Reconnects() int64 { return h.reconnects.Load() }
 
-// Notify wakes the waiters of key, as a message on the wake channel does.
-func (h *Hub) Notify(key string) {
+// Notify wakes the waiters of a key, as a message on the wake channel
+// does. The payload is the key, optionally followed by a newline and a
+// description of the change (see publishScript).
+func (h *Hub) Notify(payload string) {
+	key := payload
+	if i := strings.IndexByte(payload, '\n'); i >= 0 {
+		key = payload[:i]
+	}
 	if h.onNotify != nil {
-		h.onNotify(key)
+		h.onNotify(key, payload)
 	}
 	h.mu.Lock()
 	for w := range h.byKey[key] {

@@ -1,5 +1,7 @@
 package inbox
 
+import "strings"
+
 // Key layout (prefix defaults to "pollbox:"). Every per-user key carries the
 // {<user>} hash tag so that one user's keys share a Redis Cluster slot and a
 // single script can touch them atomically.
@@ -31,6 +33,20 @@ func (k keys) read(u string) string     { return k.p + "read:{" + u + "}" }
 func (k keys) seen(u string) string     { return k.p + "seen:{" + u + "}" }
 func (k keys) hidden(u string) string   { return k.p + "hidden:{" + u + "}" }
 func (k keys) wake() string             { return k.p + "wake" }
+
+// inboxUser returns the user whose inbox key k is.
+func (k keys) inboxUser(key string) (string, bool) { return k.userOf(key, "inbox:{") }
+
+// readUser returns the user whose read-up-to key k is.
+func (k keys) readUser(key string) (string, bool) { return k.userOf(key, "read:{") }
+
+func (k keys) userOf(key, kind string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, k.p+kind)
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(rest, "}")
+}
 
 // trim returns the key of stream s's trim mark, in s's slot.
 func (k keys) trim(s stream, user string) string {

@@ -91,21 +91,25 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		timer = t.C
 	}
 	// The unread count is computed only when answering, never before a
-	// wait: a poll that goes on to sleep costs a single round trip.
+	// wait: a poll that goes on to sleep costs a single round trip, or none
+	// when the instance's cache knows its streams hold nothing newer.
+	// Only a waiting poll may trust the cache: a wake-up it has not seen
+	// yet wakes it, while a poll answering at once would miss the message.
+	cached := o.Wait > 0
 	toRead := streams
 	res := PollResult{}
 	var st *userState // the latest state read, if still current
 	stateChanged := false
 	for {
 		if len(toRead) > 0 {
-			got, fresh, err := s.readAfter(ctx, r.User, toRead, pos, o.Limit, &res)
+			got, fresh, err := s.readAfter(ctx, r.User, toRead, pos, o.Limit, cached, &res)
 			if err != nil {
 				return PollResult{}, err
 			}
 			st = fresh
 			if len(got) > 0 || res.Reset {
 				res.Messages = got
-				return s.finish(ctx, r.User, streams, pos, st, res)
+				return s.finish(ctx, r.User, streams, pos, st, cached, res)
 			}
 			if res.More {
 				// Only hidden or expired entries so far, and more behind them.
@@ -115,18 +119,18 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 			}
 		}
 		if o.Wait <= 0 || stateChanged {
-			return s.finish(ctx, r.User, streams, pos, st, res)
+			return s.finish(ctx, r.User, streams, pos, st, cached, res)
 		}
 		select {
 		case <-w.C:
 		case <-timer:
-			return s.finish(ctx, r.User, streams, pos, nil, res)
+			return s.finish(ctx, r.User, streams, pos, nil, cached, res)
 		case <-o.Stop:
 			// Shutting down: answer now. The count is best effort, bounded
 			// so that shutdown is not held up by a slow Redis.
 			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			defer cancel()
-			if out, err := s.finish(sctx, r.User, streams, pos, nil, res); err == nil {
+			if out, err := s.finish(sctx, r.User, streams, pos, nil, cached, res); err == nil {
 				return out, nil
 			}
 			return s.answer(streams, pos, 0, res), nil
@@ -138,7 +142,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 			// Another device changed the read state: answer with the new count.
 			delete(fired, stateKey)
 			if len(fired) == 0 && !all {
-				return s.finish(ctx, r.User, streams, pos, nil, res)
+				return s.finish(ctx, r.User, streams, pos, nil, cached, res)
 			}
 			// Streams fired too: read them first, then answer either way.
 			stateChanged, st = true, nil
@@ -167,10 +171,10 @@ func (s *Store) answer(streams []stream, pos positions, unread int, res PollResu
 
 // finish answers with the unread count, reading the state first unless
 // the caller has a current one.
-func (s *Store) finish(ctx context.Context, user string, streams []stream, pos positions, st *userState, res PollResult) (PollResult, error) {
+func (s *Store) finish(ctx context.Context, user string, streams []stream, pos positions, st *userState, cached bool, res PollResult) (PollResult, error) {
 	if st == nil {
 		var err error
-		if st, err = s.loadState(ctx, user); err != nil {
+		if st, err = s.state(ctx, user, cached); err != nil {
 			return PollResult{}, err
 		}
 	}
@@ -187,15 +191,28 @@ func (s *Store) finish(ctx context.Context, user string, streams []stream, pos p
 // consumed (including dropped entries). It sets res.More when entries are
 // left over and res.Reset when a stream was trimmed past its position.
 // When anything was read it also returns the user's state (for read flags).
-func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos positions, limit int, res *PollResult) ([]Message, *userState, error) {
+func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos positions, limit int, cached bool, res *PollResult) ([]Message, *userState, error) {
 	// Shared streams are read through the instance's cache (see countCache):
 	// polls woken together by one broadcast share one read.
 	out := make([]any, len(toRead))
 	var calls []scriptCall
 	var missed []int
 	var rkeys []readKey
-	var gens []countGen
+	var gens, tailGens []countGen
 	for i, st := range toRead {
+		if cached {
+			if reply, upToDate, ok := s.recent.after(st.key, pos[st.name], limit+1, st.kind == 'u'); ok {
+				if !upToDate {
+					out[i] = reply
+				} else {
+					out[i] = []any{"", []any(nil), []any(nil)}
+				}
+				continue
+			}
+			tailGens = append(tailGens, s.recent.streamGen(st.key))
+		} else {
+			tailGens = append(tailGens, countGen{})
+		}
 		if st.kind != 'u' {
 			rk := readKey{stream: st.key, after: pos[st.name].String(), count: limit + 1}
 			if v, ok := s.counts.getRead(rk); ok {
@@ -225,6 +242,9 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 			if toRead[i].kind != 'u' {
 				s.counts.putRead(rkeys[j], res[j], gens[j])
 			}
+			if cached {
+				s.learnTail(toRead[i].key, res[j], limit, tailGens[j])
+			}
 		}
 	}
 	found := false
@@ -243,7 +263,7 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 		// script per stream and no state.
 		return nil, nil, nil
 	}
-	st, err := s.loadState(ctx, user)
+	st, err := s.state(ctx, user, cached)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -304,4 +324,33 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 		}
 	}
 	return got, st, nil
+}
+
+// state returns the user's read state, from the instance's cache if allowed.
+func (s *Store) state(ctx context.Context, user string, cached bool) (*userState, error) {
+	if cached {
+		return s.cachedState(ctx, user)
+	}
+	return s.loadState(ctx, user)
+}
+
+// learnTail tells the instance's cache the stream's tail when a read
+// returned everything after the position: its last entry is the tail.
+func (s *Store) learnTail(key string, reply any, limit int, at countGen) {
+	parts, _ := reply.([]any)
+	if len(parts) != 3 {
+		return
+	}
+	list, _ := parts[1].([]any)
+	if reset, _ := parts[0].(string); reset != "" || len(list) == 0 || len(list) > limit {
+		return
+	}
+	last, _ := list[len(list)-1].([]any)
+	if len(last) != 2 {
+		return
+	}
+	idStr, _ := last[0].(string)
+	if e, err := parseEntryID(idStr); err == nil {
+		s.recent.putTail(key, e, at)
+	}
 }

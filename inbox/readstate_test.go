@@ -203,10 +203,10 @@ func TestExpiry(t *testing.T) {
 func delayInvalidation(t *testing.T) func(*Store) {
 	return func(s *Store) {
 		next := s.hub.onNotify
-		s.hub.onNotify = func(key string) {
+		s.hub.onNotify = func(key, payload string) {
 			<-t.Context().Done()
 			if next != nil {
-				next(key)
+				next(key, payload)
 			}
 		}
 	}

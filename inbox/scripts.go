@@ -3,10 +3,20 @@ package inbox
 import "github.com/redis/go-redis/v9"
 
 // publishScript appends one message to one stream, atomically with its
-// idempotency record, the recipient's unread bookkeeping and the wake-up.
-// Doing all of it in one script means a retry after any failure either
-// finds the idempotency record (the entry exists) or finds nothing (no
-// entry was written): never a second copy.
+// idempotency record and the recipient's unread bookkeeping, and then
+// publishes the wake-up. Doing all of it in one script means a retry after
+// any failure either finds the idempotency record (the entry exists) or
+// finds nothing (no entry was written): never a second copy.
+//
+// The wake-up describes the new entry: "key\nid\nprev\nunread\nexpires\n"
+// followed by the fields as "<len>:<bytes>" each (or "-" when they are
+// large), where prev is the entry before it (the position a client that
+// had read everything holds) and unread is the inbox's unread count (-1
+// for shared streams). Instances answer waiting polls from it without
+// reading Redis (see recentCache). It is sent last, with pcall: a refused
+// PUBLISH (an ACL without the channel) must not turn a stored message into
+// an error whose retry would store it twice; waiting polls then find the
+// message at their next poll instead of at once.
 //
 // When trimming removes entries, the script records the stream's trim
 // mark M: every removed entry is at or below M, so a cursor below M has
@@ -25,30 +35,33 @@ if ARGV[1] == '1' then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {prev, 0} end
 end
--- The wake-up goes first: subscribers only receive it once the script has
--- finished, and if PUBLISH is refused (an ACL without the channel) nothing
--- has been written yet, so the error cannot hide a stored message.
-redis.call('PUBLISH', ARGV[6], KEYS[1])
 local fields = {}
-for i = 7, #ARGV do fields[#fields+1] = ARGV[i] end
-local head0 = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local size = 0
+for i = 7, #ARGV do
+  fields[#fields+1] = ARGV[i]
+  size = size + #ARGV[i]
+end
 local tail0 = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev
+if #tail0 > 0 then prev = tail0[1][1] else prev = redis.call('GET', KEYS[3]) or '0-0' end
+local len0 = redis.call('XLEN', KEYS[1])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+local trimmed = redis.call('XLEN', KEYS[1]) <= len0
 local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-local trimmed = #head0 > 0 and head[1][1] ~= head0[1][1]
 if idless(head[1][1], ARGV[4]) and redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4]) > 0 then
   trimmed = true
   head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 end
 if trimmed then
   local mark
-  if head[1][1] == id then mark = tail0[1][1] else mark = pred(head[1][1]) end
+  if head[1][1] == id then mark = prev else mark = pred(head[1][1]) end
   local old = redis.call('GET', KEYS[3])
   if not old or idless(old, mark) then redis.call('SET', KEYS[3], mark) end
 end
 if ARGV[1] == '1' then
   redis.call('SET', KEYS[2], id, 'EX', ARGV[2])
 end
+local unread = -1
 if #KEYS >= 5 then
   local ms = tonumber(string.match(id, '^(%d+)'))
   redis.call('ZADD', KEYS[4], ms, id)
@@ -59,7 +72,17 @@ if #KEYS >= 5 then
     local fms = tonumber(string.match(head[1][1], '^(%d+)'))
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
   end
+  unread = redis.call('ZCARD', KEYS[4])
 end
+local msg = {KEYS[1], id, prev, unread, ARGV[5]}
+if size <= 4096 then
+  local enc = {}
+  for i, f in ipairs(fields) do enc[i] = #f .. ':' .. f end
+  msg[6] = table.concat(enc)
+else
+  msg[6] = '-'
+end
+redis.pcall('PUBLISH', ARGV[6], table.concat(msg, '\n'))
 return {id, 1}
 `)
 
@@ -112,7 +135,9 @@ return {reset, r, flags}
 
 // stateScript returns one user's read state: it first drops expired ids
 // from the unread set (so counts never include expired messages), then
-// returns the unread count, the read-up-to hash, and the seen and hidden sets.
+// returns the unread count, the read-up-to hash, the seen and hidden sets,
+// and the soonest expiry among unread inbox entries ("0" = none), after
+// which the count is stale.
 //
 // KEYS: unread, expiring, read, seen, hidden; ARGV: now(ms)
 var stateScript = redis.NewScript(`
@@ -123,8 +148,9 @@ while true do
   redis.call('ZREM', KEYS[1], unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))
 end
+local soonest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2] or '0'
 return {redis.call('ZCARD', KEYS[1]), redis.call('HGETALL', KEYS[3]),
-        redis.call('ZRANGE', KEYS[4], 0, -1), redis.call('ZRANGE', KEYS[5], 0, -1)}
+        redis.call('ZRANGE', KEYS[4], 0, -1), redis.call('ZRANGE', KEYS[5], 0, -1), soonest}
 `)
 
 // tailScript returns the newest entry ID of a stream: the position that

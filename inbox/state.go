@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -16,6 +17,7 @@ type userState struct {
 	seen        map[string]bool    // shared public ids read one by one
 	hidden      map[string]bool    // shared public ids the user deleted
 	allInbox    bool               // inboxUnread lists every unread inbox id
+	until       time.Time          // unreadInbox is stale from then on (zero: never)
 	// newest holds, per shared stream key, the newest entry just read: a
 	// cached count must cover it (its invalidation may still be on its way).
 	newest map[string]entryID
@@ -30,12 +32,17 @@ func (s *Store) loadState(ctx context.Context, user string) (*userState, error) 
 		return nil, err
 	}
 	parts, _ := out[0].([]any)
-	if len(parts) != 4 {
+	if len(parts) != 5 {
 		return nil, fmt.Errorf("state: unexpected reply %T", out[0])
 	}
 	st := &userState{inboxUnread: map[string]bool{}, readUpTo: map[string]entryID{}, seen: map[string]bool{}, hidden: map[string]bool{}}
 	n, _ := parts[0].(int64)
 	st.unreadInbox = int(n)
+	if soonest, _ := parts[4].(string); soonest != "" && soonest != "0" {
+		if f, err := strconv.ParseFloat(soonest, 64); err == nil {
+			st.until = time.UnixMilli(int64(f))
+		}
+	}
 	h, _ := parts[1].([]any)
 	for i := 0; i+1 < len(h); i += 2 {
 		name, _ := h[i].(string)
@@ -55,6 +62,21 @@ func (s *Store) loadState(ctx context.Context, user string) (*userState, error) 
 			}
 		}
 	}
+	return st, nil
+}
+
+// cachedState returns the user's read state from the instance's cache
+// (see recentCache), reading it from Redis when the cache has none.
+func (s *Store) cachedState(ctx context.Context, user string) (*userState, error) {
+	if st, ok := s.recent.state(user, s.opt.Now()); ok {
+		return st, nil
+	}
+	at := s.recent.userGen(user)
+	st, err := s.loadState(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	s.recent.putState(user, st, st.until, at)
 	return st, nil
 }
 

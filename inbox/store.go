@@ -67,6 +67,7 @@ type Store struct {
 	k      keys
 	hub    *Hub
 	counts *countCache
+	recent *recentCache
 	batch  *batcher
 }
 
@@ -77,9 +78,29 @@ func New(rdb redis.UniversalClient, opt Options) *Store {
 	s := &Store{rdb: rdb, opt: opt, k: k, hub: NewHub(rdb, k.wake()),
 		batch: newBatcher(rdb, opt.Pipelines, opt.CallTimeout)}
 	s.counts = newCountCache(s.hub.Connected)
-	s.hub.onNotify = s.counts.bump
-	s.hub.onWakeAll = s.counts.clear
+	s.recent = newRecentCache(s.hub.Connected)
+	s.hub.onNotify = s.onWake
+	s.hub.onWakeAll = func() {
+		s.counts.clear()
+		s.recent.clear()
+	}
 	return s
+}
+
+// onWake updates the instance's caches from a wake-up, before the hub
+// wakes any waiter.
+func (s *Store) onWake(key, payload string) {
+	s.counts.bump(key)
+	if w, ok := parseWake(payload); ok {
+		u, _ := s.k.inboxUser(key)
+		s.recent.added(w, u)
+		return
+	}
+	if u, ok := s.k.readUser(key); ok {
+		s.recent.userChanged(u, s.k.inbox(u))
+		return
+	}
+	s.recent.changed(key)
 }
 
 // Close stops the store's pipeline workers. Calls after Close fail.
