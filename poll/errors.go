@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/rs/zerolog/hlog"
 
 	"pollbox/inbox"
 )
@@ -69,11 +68,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client left; nobody reads this answer, and it is no server fault.
 		ae = newErr(499, "client_closed", "client closed the request")
 	case errors.Is(err, inbox.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		infoOf(r).redisErr = true
-		hlog.FromRequest(r).Warn().Err(err).Msg("storage unavailable")
+		scopeOf(r).redisErr = true
+		logOf(r).Warn().Err(err).Msg("storage unavailable")
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "storage is unavailable, retry later", retryAfter: 2}
 	default:
-		hlog.FromRequest(r).Error().Err(err).Msg("internal error")
+		logOf(r).Error().Err(err).Msg("internal error")
 		ae = newErr(http.StatusInternalServerError, "internal", "internal error")
 	}
 	if ae.retryAfter > 0 {

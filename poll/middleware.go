@@ -7,73 +7,89 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rs/xid"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 )
 
 type ctxKey int
 
-const (
-	principalKey ctxKey = iota
-	logInfoKey
-)
+const scopeKey ctxKey = 0
 
-// logInfo is filled in by inner handlers and read by the access log,
-// which wraps them and so cannot see their context values directly.
-type logInfo struct {
-	route    string
-	user     string
-	redisErr bool // the request failed because Redis was unavailable
+// scope is one request's bookkeeping: created by requestScope, the
+// outermost middleware, and filled in by the handlers inside it (route,
+// user, principal), which it cannot otherwise see. One context value per
+// request keeps the per-request allocations down: every poll answer is a
+// request, so this path runs thousands of times a second.
+type scope struct {
+	id        xid.ID
+	base      *zerolog.Logger
+	route     string
+	user      string
+	redisErr  bool // the request failed because Redis was unavailable
+	principal Principal
 }
 
-func infoOf(r *http.Request) *logInfo {
-	li, _ := r.Context().Value(logInfoKey).(*logInfo)
-	if li == nil {
-		return &logInfo{}
+var nopLogger = zerolog.Nop()
+
+func scopeOf(r *http.Request) *scope {
+	sc, _ := r.Context().Value(scopeKey).(*scope)
+	if sc == nil {
+		return &scope{base: &nopLogger}
 	}
-	return li
+	return sc
+}
+
+// logOf returns the request's logger, which tags every line with the
+// request id. It is built only when something is about to be logged.
+func logOf(r *http.Request) *zerolog.Logger {
+	sc := scopeOf(r)
+	l := sc.base.With().Str("req_id", sc.id.String()).Logger()
+	return &l
 }
 
 func routeLabel(route string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		infoOf(r).route = route
+		scopeOf(r).route = route
 		next.ServeHTTP(w, r)
 	})
 }
 
-// accessLog writes one line per request: id, method, route, user, status,
-// size and duration. It logs the path and a redacted query — never a
-// token, whether it came in the Authorization header or access_token.
-func accessLog(m *Metrics, next http.Handler) http.Handler {
+// requestScope gives each request its id (X-Request-Id) and scope, and
+// writes one access-log line per request: id, method, route, user,
+// status, size and duration. It logs the path and a redacted query —
+// never a token, whether it came in the Authorization header or
+// access_token.
+func requestScope(log zerolog.Logger, m *Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		li := &logInfo{}
-		r = r.WithContext(context.WithValue(r.Context(), logInfoKey, li))
+		sc := &scope{id: xid.New(), base: &log}
+		w.Header()["X-Request-Id"] = []string{sc.id.String()}
+		r = r.WithContext(context.WithValue(r.Context(), scopeKey, sc))
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		route := li.route
+		route := sc.route
 		if route == "" {
 			route = "other"
 		}
 		m.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
-		if li.redisErr {
+		if sc.redisErr {
 			m.redisErrors.Inc()
 		}
 		lvl := zerolog.InfoLevel
 		if rec.status >= 500 {
 			lvl = zerolog.WarnLevel
 		}
-		ev := hlog.FromRequest(r).WithLevel(lvl).
-			Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
-			Int("status", rec.status).Int("size", rec.size).Dur("duration", time.Since(start))
-		if ev == nil { // level disabled: skip building the rest of the line
+		ev := log.WithLevel(lvl)
+		if ev == nil { // level disabled: skip building the line
 			return
 		}
+		ev = ev.Str("req_id", sc.id.String()).Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
+			Int("status", rec.status).Int("size", rec.size).Dur("duration", time.Since(start))
 		if q := redactQuery(r.URL.RawQuery); q != "" {
 			ev = ev.Str("query", q)
 		}
-		if li.user != "" {
-			ev = ev.Str("user", li.user)
+		if sc.user != "" {
+			ev = ev.Str("user", sc.user)
 		}
 		ev.Msg("request")
 	})
@@ -118,25 +134,27 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// authenticate runs the authenticator and stores the principal.
-func authenticate(d *deps, w http.ResponseWriter, r *http.Request) (*http.Request, Principal, bool) {
+// authenticate runs the authenticator and stores the principal in the request's scope.
+func authenticate(d *deps, w http.ResponseWriter, r *http.Request) (Principal, bool) {
 	p, err := d.auth.Authenticate(r)
 	if err != nil {
 		writeError(w, r, err)
-		return r, p, false
+		return p, false
 	}
+	sc := scopeOf(r)
+	sc.principal = p
 	if p.User != "" {
-		infoOf(r).user = p.User
+		sc.user = p.User
 	} else {
-		infoOf(r).user = "key:" + p.Sender
+		sc.user = "key:" + p.Sender
 	}
-	return r.WithContext(context.WithValue(r.Context(), principalKey, p)), p, true
+	return p, true
 }
 
 // requireUser admits user tokens only (API keys cannot read inboxes).
 func requireUser(d *deps, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r, p, ok := authenticate(d, w, r)
+		p, ok := authenticate(d, w, r)
 		if !ok {
 			return
 		}
@@ -151,7 +169,7 @@ func requireUser(d *deps, next http.Handler) http.Handler {
 // requirePublisher admits tokens with a publisher group, and API keys.
 func requirePublisher(d *deps, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r, p, ok := authenticate(d, w, r)
+		p, ok := authenticate(d, w, r)
 		if !ok {
 			return
 		}
@@ -163,7 +181,4 @@ func requirePublisher(d *deps, next http.Handler) http.Handler {
 	})
 }
 
-func principal(r *http.Request) Principal {
-	p, _ := r.Context().Value(principalKey).(Principal)
-	return p
-}
+func principal(r *http.Request) Principal { return scopeOf(r).principal }

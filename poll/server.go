@@ -12,7 +12,6 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
-	"github.com/rs/zerolog/hlog"
 )
 
 // Config holds the HTTP layer's settings.
@@ -100,7 +99,7 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 		w.WriteHeader(http.StatusNoContent)
 	})
 	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
-		hlog.FromRequest(req).Error().Interface("panic", v).Msg("handler panic")
+		logOf(req).Error().Interface("panic", v).Msg("handler panic")
 		writeError(w, req, newErr(http.StatusInternalServerError, "internal", "internal error"))
 	}
 
@@ -108,17 +107,24 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	h = stopping(cfg.Stop, h)
 	h = cors(cfg.CORSOrigins, h) // outside stopping: 503s stay readable cross-origin
 	h = common(h)
-	h = accessLog(m, h)
-	h = hlog.RequestIDHandler("req_id", "X-Request-Id")(h)
-	h = hlog.NewHandler(log)(h)
+	h = requestScope(log, m, h)
 	return h
 }
+
+var (
+	noStore = []string{"no-store"}
+	noSniff = []string{"nosniff"}
+)
 
 // common sets headers every response carries.
 func common(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		// Direct map writes of shared values: the keys are canonical
+		// already, and this runs on every request. (A later Add appends
+		// to a full slice, so it copies rather than changing the shared one.)
+		h := w.Header()
+		h["Cache-Control"] = noStore
+		h["X-Content-Type-Options"] = noSniff
 		next.ServeHTTP(w, r)
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"pollbox/inbox"
 )
 
+// pollResponse is the answer to a poll; writePoll encodes it by hand.
 type pollResponse struct {
 	Messages []wireMessage `json:"messages"`
 	Cursor   string        `json:"cursor"`
@@ -96,8 +97,7 @@ func handlePoll(d *deps) http.Handler {
 			d.metrics.delivered.Add(float64(len(res.Messages)))
 		}
 		d.metrics.polls.WithLabelValues(outcome).Inc()
-		writeJSON(w, http.StatusOK, pollResponse{Messages: toWire(res.Messages), Cursor: res.Cursor,
-			Unread: res.Unread, More: res.More, Reset: res.Reset})
+		writePoll(w, res)
 	})
 }
 
