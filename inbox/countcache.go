@@ -32,6 +32,18 @@ type countCache struct {
 	gen     map[string]uint64
 	entries map[countKey]countEntry
 	reads   map[readKey]readEntry
+	flights map[countKey]*countFlight
+}
+
+// countFlight is a count being computed. Polls that need the same count
+// meanwhile wait for it rather than each asking Redis: a broadcast wakes
+// thousands of polls that all need the same count at the same moment.
+type countFlight struct {
+	at   countGen
+	done chan struct{}
+	n    int
+	upTo entryID
+	err  error
 }
 
 type readKey struct {
@@ -59,7 +71,8 @@ type countEntry struct {
 }
 
 func newCountCache(live func() bool) *countCache {
-	return &countCache{live: live, gen: map[string]uint64{}, entries: map[countKey]countEntry{}, reads: map[readKey]readEntry{}}
+	return &countCache{live: live, gen: map[string]uint64{}, entries: map[countKey]countEntry{},
+		reads: map[readKey]readEntry{}, flights: map[countKey]*countFlight{}}
 }
 
 // get returns a cached count that is still valid and covers the stream up
@@ -87,6 +100,40 @@ func (c *countCache) snapshot(stream string) countGen {
 		c.gen[stream] = 0
 	}
 	return countGen{c.epoch, g}
+}
+
+// join returns the flight computing k at the stream's current
+// generation, creating it when there is none: lead tells the caller to
+// compute the count (with the flight's generation as its snapshot) and
+// land the flight. While invalidations are not being received every
+// caller leads a flight of its own.
+func (c *countCache) join(k countKey) (f *countFlight, lead bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.gen[k.stream]; !ok {
+		c.gen[k.stream] = 0
+	}
+	at := countGen{c.epoch, c.gen[k.stream]}
+	if !c.live() {
+		return &countFlight{at: at, done: make(chan struct{})}, true
+	}
+	if f := c.flights[k]; f != nil && f.at == at {
+		return f, false
+	}
+	f = &countFlight{at: at, done: make(chan struct{})}
+	c.flights[k] = f
+	return f, true
+}
+
+// land ends a flight with its result and wakes the polls waiting for it.
+func (c *countCache) land(k countKey, f *countFlight, n int, upTo entryID, err error) {
+	c.mu.Lock()
+	if c.flights[k] == f {
+		delete(c.flights, k)
+	}
+	c.mu.Unlock()
+	f.n, f.upTo, f.err = n, upTo, err
+	close(f.done)
 }
 
 // put stores a count computed after snapshot returned at.

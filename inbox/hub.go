@@ -29,7 +29,7 @@ type Hub struct {
 
 	mu      sync.Mutex
 	byKey   map[string]map[*Waiter]struct{}
-	waiters map[*Waiter]struct{}
+	waiting atomic.Int64
 
 	// onNotify and onWakeAll run before any waiter is woken, so caches that
 	// depend on wake-ups are invalid before a woken poll can consult them.
@@ -53,20 +53,20 @@ type Waiter struct {
 	keys []string
 
 	mu    sync.Mutex
-	fired map[string]struct{}
+	fired map[string]struct{} // nil until a key fires
 	all   bool
 }
 
 // NewHub returns a hub for the given wake channel. Call Run to start it.
 func NewHub(rdb redis.UniversalClient, channel string) *Hub {
-	return &Hub{rdb: rdb, channel: channel, byKey: map[string]map[*Waiter]struct{}{}, waiters: map[*Waiter]struct{}{}}
+	return &Hub{rdb: rdb, channel: channel, byKey: map[string]map[*Waiter]struct{}{}}
 }
 
 // Register adds a waiter for the given keys. Unregister it when done.
 func (h *Hub) Register(keys ...string) *Waiter {
-	w := &Waiter{C: make(chan struct{}, 1), keys: keys, fired: map[string]struct{}{}}
+	w := &Waiter{C: make(chan struct{}, 1), keys: keys}
+	h.waiting.Add(1)
 	h.mu.Lock()
-	h.waiters[w] = struct{}{}
 	for _, k := range keys {
 		set := h.byKey[k]
 		if set == nil {
@@ -81,8 +81,8 @@ func (h *Hub) Register(keys ...string) *Waiter {
 
 // Unregister removes a waiter.
 func (h *Hub) Unregister(w *Waiter) {
+	h.waiting.Add(-1)
 	h.mu.Lock()
-	delete(h.waiters, w)
 	for _, k := range w.keys {
 		if set := h.byKey[k]; set != nil {
 			delete(set, w)
@@ -95,11 +95,7 @@ func (h *Hub) Unregister(w *Waiter) {
 }
 
 // Waiting returns the number of registered waiters.
-func (h *Hub) Waiting() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.waiters)
-}
+func (h *Hub) Waiting() int { return int(h.waiting.Load()) }
 
 // Connected reports whether the subscription is currently live.
 func (h *Hub) Connected() bool { return h.connected.Load() }
@@ -131,8 +127,11 @@ func (h *Hub) WakeAll() {
 		h.onWakeAll()
 	}
 	h.mu.Lock()
-	for w := range h.waiters {
-		w.fire("", true)
+	// Every waiter is in the set of each of its keys: firing one twice is harmless.
+	for _, set := range h.byKey {
+		for w := range set {
+			w.fire("", true)
+		}
 	}
 	h.mu.Unlock()
 }
@@ -142,6 +141,9 @@ func (w *Waiter) fire(key string, all bool) {
 	if all {
 		w.all = true
 	} else {
+		if w.fired == nil {
+			w.fired = map[string]struct{}{}
+		}
 		w.fired[key] = struct{}{}
 	}
 	w.mu.Unlock()
@@ -156,7 +158,7 @@ func (w *Waiter) Take() (keys map[string]struct{}, all bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	keys, all = w.fired, w.all
-	w.fired, w.all = map[string]struct{}{}, false
+	w.fired, w.all = nil, false
 	return keys, all
 }
 

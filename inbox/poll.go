@@ -75,12 +75,33 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		}
 	}
 	if len(missing) > 0 {
+		gens := make([]countGen, len(missing))
+		for i, st := range missing {
+			gens[i] = s.recent.streamGen(st.key)
+		}
 		tails, err := s.tails(ctx, r.User, missing)
 		if err != nil {
 			return PollResult{}, err
 		}
-		for k, v := range tails {
-			pos[k] = v
+		for i, st := range missing {
+			pos[st.name] = tails[st.name]
+			s.recent.putTail(st.key, tails[st.name], gens[i])
+		}
+	}
+
+	// The unread count is computed only when answering, never before a
+	// wait: a poll that goes on to sleep costs one round trip at most, and
+	// none when the instance's cache knows its streams hold nothing newer.
+	// Only a waiting poll may trust the cache: a wake-up it has not seen
+	// yet wakes it, while a poll answering at once would miss the message.
+	cached := o.Wait > 0
+	if cached && !s.recent.hasState(r.User, s.opt.Now()) {
+		// Load the read state now, while nothing is urgent, rather than
+		// when a broadcast wakes this poll together with thousands of
+		// others that would all need theirs at the same moment. The
+		// instance keeps it (wake-ups keep it current) for later polls.
+		if _, err := s.cachedState(ctx, r.User); err != nil {
+			return PollResult{}, err
 		}
 	}
 
@@ -90,12 +111,6 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		defer t.Stop()
 		timer = t.C
 	}
-	// The unread count is computed only when answering, never before a
-	// wait: a poll that goes on to sleep costs a single round trip, or none
-	// when the instance's cache knows its streams hold nothing newer.
-	// Only a waiting poll may trust the cache: a wake-up it has not seen
-	// yet wakes it, while a poll answering at once would miss the message.
-	cached := o.Wait > 0
 	toRead := streams
 	res := PollResult{}
 	var st *userState // the latest state read, if still current
@@ -249,7 +264,7 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 	}
 	found := false
 	for _, o := range out {
-		if parts, _ := o.([]any); len(parts) == 3 {
+		if parts, _ := o.([]any); len(parts) >= 3 {
 			if moved, _ := parts[0].(string); moved != "" {
 				found = true
 			}
@@ -270,7 +285,7 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 	var all []*Message
 	for i, sh := range toRead {
 		parts, _ := out[i].([]any)
-		if len(parts) != 3 {
+		if len(parts) < 3 {
 			return nil, nil, fmt.Errorf("read: unexpected reply %T", out[i])
 		}
 		if moved, _ := parts[0].(string); moved != "" {
@@ -335,21 +350,25 @@ func (s *Store) state(ctx context.Context, user string, cached bool) (*userState
 }
 
 // learnTail tells the instance's cache the stream's tail when a read
-// returned everything after the position: its last entry is the tail.
+// returned everything after the position: its last entry is the tail, or
+// when it found nothing, the tail the script returned.
 func (s *Store) learnTail(key string, reply any, limit int, at countGen) {
 	parts, _ := reply.([]any)
-	if len(parts) != 3 {
+	if len(parts) != 4 {
 		return
 	}
 	list, _ := parts[1].([]any)
-	if reset, _ := parts[0].(string); reset != "" || len(list) == 0 || len(list) > limit {
+	if reset, _ := parts[0].(string); reset != "" || len(list) > limit {
 		return
 	}
-	last, _ := list[len(list)-1].([]any)
-	if len(last) != 2 {
-		return
+	idStr, _ := parts[3].(string)
+	if len(list) > 0 {
+		last, _ := list[len(list)-1].([]any)
+		if len(last) != 2 {
+			return
+		}
+		idStr, _ = last[0].(string)
 	}
-	idStr, _ := last[0].(string)
 	if e, err := parseEntryID(idStr); err == nil {
 		s.recent.putTail(key, e, at)
 	}

@@ -258,9 +258,15 @@ func TestStateChangeWithOtherWakeups(t *testing.T) {
 		// with one for the inbox, as if both came in one burst.
 		must(t, b.rdb.ZRem(ctx, s.k.unread("42"), entryOf(t, id)).Err(), "ZREM")
 		h := s.Hub()
+		// As Notify would, let the store's caches see both wake-ups first.
+		h.onNotify(s.k.inbox("42"), s.k.inbox("42"))
+		h.onNotify(s.k.read("42"), s.k.read("42"))
 		h.mu.Lock()
-		for w := range h.waiters {
+		for w := range h.byKey[s.k.read("42")] {
 			w.mu.Lock()
+			if w.fired == nil {
+				w.fired = map[string]struct{}{}
+			}
 			w.fired[s.k.inbox("42")] = struct{}{}
 			w.fired[s.k.read("42")] = struct{}{}
 			w.mu.Unlock()

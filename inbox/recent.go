@@ -294,6 +294,17 @@ func (c *recentCache) state(u string, now time.Time) (*userState, bool) {
 	return &st, true
 }
 
+// hasState tells whether the user's read state is cached and valid.
+func (c *recentCache) hasState(u string, now time.Time) bool {
+	if !c.live() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.users[u]
+	return e != nil && e.st != nil && (e.until.IsZero() || now.Before(e.until))
+}
+
 // userGen returns the user's generation; take it before reading Redis.
 func (c *recentCache) userGen(u string) countGen {
 	c.mu.Lock()

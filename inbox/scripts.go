@@ -113,8 +113,12 @@ end
 // For a user's inbox the unread set is passed too, and the script returns
 // each entry's unread flag, saving a round trip.
 //
+// When nothing follows the position the script also returns the
+// stream's tail (as tailScript would), which lets the instance's cache
+// skip this read next time (see recentCache).
+//
 // KEYS: stream, trim mark[, unread]; ARGV: position, count.
-// Returns {new position or "" (no reset), entries, flags(1 = unread; inbox only)}.
+// Returns {new position or "" (no reset), entries, flags(1 = unread; inbox only), tail or ""}.
 var readScript = redis.NewScript(luaIDHelpers + `
 local from = ARGV[1]
 local reset = ''
@@ -130,7 +134,12 @@ if #KEYS >= 3 then
     if redis.call('ZSCORE', KEYS[3], e[1]) then flags[i] = 1 else flags[i] = 0 end
   end
 end
-return {reset, r, flags}
+local tail = ''
+if #r == 0 then
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #last > 0 then tail = last[1][1] else tail = mark or '0-0' end
+end
+return {reset, r, flags, tail}
 `)
 
 // stateScript returns one user's read state: it first drops expired ids

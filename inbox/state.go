@@ -97,10 +97,9 @@ func (st *userState) isRead(m *Message) bool {
 // the instance's count cache when it holds them (see countCache).
 func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState) (int, error) {
 	total := st.unreadInbox
-	var calls []scriptCall
-	var pending []countKey
-	var gens []countGen
 	now := s.opt.Now()
+	var lead, own []countCall
+	var follow []countCall
 	for _, sh := range streams {
 		if sh.kind == 'u' {
 			continue
@@ -119,7 +118,8 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 		}
 		sort.Strings(excl)
 		key := countKey{stream: sh.key, after: w.String(), excl: strings.Join(excl, ",")}
-		if n, ok := s.counts.get(key, now, st.newest[sh.key]); ok {
+		seen := st.newest[sh.key]
+		if n, ok := s.counts.get(key, now, seen); ok {
 			total += n
 			continue
 		}
@@ -127,37 +127,106 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 		for _, e := range excl {
 			args = append(args, e)
 		}
-		pending = append(pending, key)
-		gens = append(gens, s.counts.snapshot(sh.key))
-		calls = append(calls, scriptCall{sc: sharedUnreadScript, keys: []string{sh.key}, args: args})
+		c := countCall{key: key, seen: seen, call: scriptCall{sc: sharedUnreadScript, keys: []string{sh.key}, args: args}}
+		var leads bool
+		if c.f, leads = s.counts.join(key); leads {
+			lead = append(lead, c)
+		} else {
+			follow = append(follow, c)
+		}
 	}
-	if len(calls) == 0 {
-		return total, nil
-	}
-	res, err := s.evalPipe(ctx, calls)
+	n, err := s.countShared(ctx, lead, now)
 	if err != nil {
 		return 0, err
 	}
-	for i, r := range res {
-		pair, _ := r.([]any)
-		if len(pair) != 3 {
-			return 0, fmt.Errorf("unread: unexpected reply %T", r)
+	total += n
+	for _, c := range follow {
+		select {
+		case <-c.f.done:
+		case <-ctx.Done():
+			return 0, context.Cause(ctx)
 		}
-		n, _ := pair[0].(int64)
-		soonest, _ := pair[1].(int64)
-		lastStr, _ := pair[2].(string)
-		upTo, err := parseEntryID(lastStr)
+		// The leader may have failed (its client left, say), or counted
+		// before the entry this poll has just read: then count here.
+		if c.f.err != nil || c.f.upTo.less(c.seen) {
+			own = append(own, countCall{key: c.key, seen: c.seen, call: c.call})
+			continue
+		}
+		total += c.f.n
+	}
+	if len(own) > 0 {
+		for i := range own {
+			own[i].f = &countFlight{at: s.counts.snapshot(own[i].key.stream), done: make(chan struct{})}
+		}
+		n, err := s.countShared(ctx, own, now)
 		if err != nil {
-			return 0, fmt.Errorf("unread: %w", err)
+			return 0, err
 		}
-		total += int(n)
-		var until time.Time
-		if soonest > 0 {
-			until = time.UnixMilli(soonest)
-		}
-		s.counts.put(pending[i], int(n), gens[i], until, upTo)
+		total += n
 	}
 	return total, nil
+}
+
+// countCall is one shared-stream count to compute, or to wait for.
+type countCall struct {
+	key  countKey
+	seen entryID
+	call scriptCall
+	f    *countFlight
+}
+
+// countShared runs the counts of flights the caller leads, caches and
+// lands them, and returns their sum.
+func (s *Store) countShared(ctx context.Context, cs []countCall, now time.Time) (int, error) {
+	if len(cs) == 0 {
+		return 0, nil
+	}
+	calls := make([]scriptCall, len(cs))
+	for i, c := range cs {
+		calls[i] = c.call
+	}
+	res, err := s.evalPipe(ctx, calls)
+	if err == nil && len(res) != len(cs) {
+		err = fmt.Errorf("unread: %d replies for %d counts", len(res), len(cs))
+	}
+	total := 0
+	for i, c := range cs {
+		if err != nil {
+			s.counts.land(c.key, c.f, 0, entryID{}, err)
+			continue
+		}
+		n, upTo, until, perr := parseSharedCount(res[i])
+		if perr != nil {
+			err = perr
+			s.counts.land(c.key, c.f, 0, entryID{}, err)
+			continue
+		}
+		total += n
+		s.counts.put(c.key, n, c.f.at, until, upTo)
+		s.counts.land(c.key, c.f, n, upTo, nil)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return total, nil
+}
+
+// parseSharedCount parses a sharedUnreadScript reply.
+func parseSharedCount(r any) (n int, upTo entryID, until time.Time, err error) {
+	pair, _ := r.([]any)
+	if len(pair) != 3 {
+		return 0, entryID{}, time.Time{}, fmt.Errorf("unread: unexpected reply %T", r)
+	}
+	cnt, _ := pair[0].(int64)
+	soonest, _ := pair[1].(int64)
+	lastStr, _ := pair[2].(string)
+	if upTo, err = parseEntryID(lastStr); err != nil {
+		return 0, entryID{}, time.Time{}, fmt.Errorf("unread: %w", err)
+	}
+	if soonest > 0 {
+		until = time.UnixMilli(soonest)
+	}
+	return int(cnt), upTo, until, nil
 }
 
 // tails returns the newest entry ID of each stream ("0-0" when empty):

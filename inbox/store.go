@@ -6,6 +6,7 @@ package inbox
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -69,6 +70,9 @@ type Store struct {
 	counts *countCache
 	recent *recentCache
 	batch  *batcher
+	// scripts counts script calls sent to Redis: the tests use it to check
+	// that the paths meant to be answered from the instance's caches are.
+	scripts atomic.Int64
 }
 
 // New returns a Store over rdb (a single node, Sentinel or Cluster client).
@@ -128,6 +132,7 @@ func (s *Store) evalPipe(ctx context.Context, calls []scriptCall) ([]any, error)
 	if len(calls) == 0 {
 		return nil, nil
 	}
+	s.scripts.Add(int64(len(calls)))
 	// However long the caller is prepared to wait, a call that Redis does
 	// not answer in time fails (and the caller answers 503) rather than hang.
 	ctx, cancel := context.WithTimeout(ctx, s.opt.CallTimeout)

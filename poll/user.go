@@ -68,9 +68,11 @@ func handlePoll(d *deps) http.Handler {
 		d.metrics.waiting.Inc()
 		defer d.metrics.waiting.Dec()
 
-		ctx, cancel := context.WithCancelCause(r.Context())
-		defer cancel(nil)
+		ctx := r.Context()
 		if d.auth.cfg.Sessions != nil && wait > 0 {
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			defer cancel(nil)
 			go watchSession(ctx, d, p.Token, cancel)
 		}
 		res, err := d.store.Poll(ctx, readerOf(p), inbox.PollOptions{Cursor: cursor, Limit: limit, Wait: wait, Stop: d.cfg.Stop})

@@ -1,0 +1,229 @@
+package inbox
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestParseWake(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		payload string
+		ok      bool
+		want    wake
+	}{
+		{"fields", "k\n5-1\n5-0\n3\n0\n5:title2:hi4:body0:", true,
+			wake{key: "k", id: entryID{5, 1}, prev: entryID{5, 0}, unread: 3, raw: []any{"5-1", []any{"title", "hi", "body", ""}}}},
+		{"newline in a value", "k\n6-0\n0-0\n-1\n99\n4:body3:a\nb", true,
+			wake{key: "k", id: entryID{6, 0}, unread: -1, expires: 99, raw: []any{"6-0", []any{"body", "a\nb"}}}},
+		{"fields left out", "k\n7-0\n6-0\n1\n0\n-", true, wake{key: "k", id: entryID{7, 0}, prev: entryID{6, 0}, unread: 1}},
+		{"key only", "k", false, wake{}},
+		{"bad id", "k\nx\n6-0\n1\n0\n-", false, wake{}},
+		{"length past the end", "k\n7-0\n6-0\n1\n0\n9:abc", false, wake{}},
+		{"odd field count", "k\n7-0\n6-0\n1\n0\n1:a", false, wake{}},
+		{"no length", "k\n7-0\n6-0\n1\n0\nabc", false, wake{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := parseWake(tc.payload)
+			if ok != tc.ok || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("parseWake(%q) = %+v, %v; want %+v, %v", tc.payload, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// TestRecentAfter checks the chain rule: entries come from the cache only
+// as an unbroken chain from the position to the known tail.
+func TestRecentAfter(t *testing.T) {
+	t.Parallel()
+	live := true
+	c := newRecentCache(func() bool { return live })
+	e := func(ms uint64) entryID { return entryID{ms, 0} }
+	add := func(id, prev uint64, fields bool) {
+		w := wake{key: "s", id: e(id), prev: e(prev), unread: -1}
+		if fields {
+			w.raw = []any{e(id).String(), []any{"title", "t"}}
+		}
+		c.added(w, "")
+	}
+	if _, _, ok := c.after("s", e(0), 10, false); ok {
+		t.Fatal("an unknown stream must be read from Redis")
+	}
+	add(1, 0, true)
+	add(2, 1, true)
+	add(3, 2, true)
+	ids := func(reply []any) []string {
+		var out []string
+		for _, r := range reply[1].([]any) {
+			out = append(out, r.([]any)[0].(string))
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		pos      uint64
+		count    int
+		upToDate bool
+		ok       bool
+		want     []string
+	}{
+		{"from the start", 0, 10, false, true, []string{"1-0", "2-0", "3-0"}},
+		{"from the middle", 2, 10, false, true, []string{"3-0"}},
+		{"at the tail", 3, 10, true, true, nil},
+		{"past the tail", 9, 10, true, true, nil},
+		{"count caps the chain", 0, 2, false, true, []string{"1-0", "2-0"}},
+		{"not a predecessor in the ring", 1, 10, false, true, []string{"2-0", "3-0"}},
+	}
+	for _, tc := range tests {
+		reply, upToDate, ok := c.after("s", e(tc.pos), tc.count, false)
+		if ok != tc.ok || upToDate != tc.upToDate {
+			t.Fatalf("%s: ok %v upToDate %v, want %v %v", tc.name, ok, upToDate, tc.ok, tc.upToDate)
+		}
+		if ok && !upToDate && !reflect.DeepEqual(ids(reply), tc.want) {
+			t.Fatalf("%s: got %v, want %v", tc.name, ids(reply), tc.want)
+		}
+	}
+	// A position between known entries (say an entry since deleted, or a
+	// crafted cursor) has no chain: Redis decides.
+	if _, _, ok := c.after("s", entryID{1, 5}, 10, false); ok {
+		t.Fatal("a position that is no entry's predecessor must be read from Redis")
+	}
+	// An entry whose fields were left out breaks the chain.
+	add(4, 3, false)
+	if _, _, ok := c.after("s", e(3), 10, false); ok {
+		t.Fatal("an entry without fields must be read from Redis")
+	}
+	if _, upToDate, _ := c.after("s", e(4), 10, false); !upToDate {
+		t.Fatal("an entry without fields still moves the tail")
+	}
+	live = false
+	if _, _, ok := c.after("s", e(4), 10, false); ok {
+		t.Fatal("the cache must not be used while wake-ups are not received")
+	}
+	live = true
+	c.clear()
+	if _, _, ok := c.after("s", e(4), 10, false); ok {
+		t.Fatal("clear must forget the tails")
+	}
+}
+
+// TestCachedPollsMatchRedis checks that waiting polls answered from the
+// instance's caches answer exactly what a read from Redis answers, through
+// publishes, read marks and deletions made on another instance — and that
+// they do come from the caches.
+func TestCachedPollsMatchRedis(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s := newStore(t, b.rdb, Options{})
+		other := newStore(t, b.rdb, Options{Prefix: s.opt.Prefix}) // another instance (another device)
+		r := Reader{User: "cache", Groups: []string{"ops"}}
+
+		// check answers a waiting poll from cursor c and compares it with
+		// a snapshot poll (which reads Redis) from the same cursor.
+		check := func(what, c string) PollResult {
+			t.Helper()
+			got := await(t, goPoll(ctx, s, r, PollOptions{Cursor: c, Wait: 10 * time.Second}), 5*time.Second)
+			want := poll(t, s, r, PollOptions{Cursor: c})
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s: waiting poll answered\n%+v\nbut Redis says\n%+v", what, got, want)
+			}
+			return got
+		}
+
+		c0 := tail(t, s, r)
+		// Warm up: a waiting poll woken by a publish.
+		w := goPoll(ctx, s, r, PollOptions{Cursor: c0, Wait: 10 * time.Second})
+		waitFor(t, 5*time.Second, "a waiting poll", func() bool { return s.Hub().Waiting() == 1 })
+		id1 := toUser(t, other, r.User, "one")
+		first := await(t, w, 5*time.Second)
+		checkIDs(t, "woken poll", msgIDs(first.Messages), []string{id1})
+
+		// Now the instance knows the inbox's tail and the user's state: a
+		// poll at the tail sleeps, and one woken by a publish answers,
+		// without a single Redis call.
+		w = goPoll(ctx, s, r, PollOptions{Cursor: first.Cursor, Wait: 10 * time.Second})
+		waitFor(t, 5*time.Second, "a waiting poll", func() bool { return s.Hub().Waiting() == 1 })
+		before := s.scripts.Load()
+		id2 := toUser(t, other, r.User, "two")
+		second := await(t, w, 5*time.Second)
+		checkIDs(t, "woken poll", msgIDs(second.Messages), []string{id2})
+		if n := s.scripts.Load() - before; n != 0 {
+			t.Errorf("a poll woken by an inbox publish made %d Redis calls, want 0", n)
+		}
+		if second.Unread != 2 || second.Messages[0].Read {
+			t.Fatalf("woken poll: unread %d, read %v; want 2, false", second.Unread, second.Messages[0].Read)
+		}
+
+		check("two inbox messages", c0)
+		// A waiting poll may answer before the wake-up of a message
+		// published elsewhere reaches this instance (its next poll gets
+		// it); the comparison needs the wake-ups to have arrived.
+		bid := toAll(t, other, "everyone")
+		gid := toGroup(t, other, "ops", "ops")
+		arrived(t, s, s.k.broadcast(), bid)
+		arrived(t, s, s.k.group("ops"), gid)
+		check("inbox, broadcast and group", c0)
+		changed := stateWake(t, s, r.User)
+		if _, err := other.MarkRead(ctx, r, []string{id1}, false); err != nil {
+			t.Fatal(err)
+		}
+		changed()
+		if res := check("after a read mark", c0); !res.Messages[0].Read {
+			t.Fatal("the message marked read is not read")
+		}
+		changed = stateWake(t, s, r.User)
+		if err := other.Delete(ctx, r, id2); err != nil {
+			t.Fatal(err)
+		}
+		changed()
+		res := check("after a deletion", c0)
+		for _, m := range res.Messages {
+			if m.ID == id2 {
+				t.Fatal("a deleted message was delivered")
+			}
+		}
+		changed = stateWake(t, s, r.User)
+		if _, err := other.MarkRead(ctx, r, nil, true); err != nil {
+			t.Fatal(err)
+		}
+		changed()
+		if res := check("after mark all read", c0); res.Unread != 0 {
+			t.Fatalf("unread %d after mark all read", res.Unread)
+		}
+	})
+}
+
+// arrived waits until s has seen the wake-up of the message with public id id in stream key.
+func arrived(t *testing.T, s *Store, key, id string) {
+	t.Helper()
+	e, err := parseEntryID(entryOf(t, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the wake-up of "+id, func() bool {
+		s.recent.mu.Lock()
+		defer s.recent.mu.Unlock()
+		st := s.recent.streams[key]
+		return st != nil && st.tailKnown && !st.tail.less(e)
+	})
+}
+
+// stateWake returns a function that waits until s has received a
+// read-state wake-up for user after stateWake was called.
+func stateWake(t *testing.T, s *Store, user string) func() {
+	t.Helper()
+	gen := func() uint64 {
+		s.recent.mu.Lock()
+		defer s.recent.mu.Unlock()
+		return s.recent.user(user).gen
+	}
+	before := gen()
+	return func() {
+		t.Helper()
+		waitFor(t, 5*time.Second, "a read-state wake-up", func() bool { return gen() > before })
+	}
+}
