@@ -31,6 +31,7 @@ type recentCache struct {
 	epoch   uint64
 	streams map[string]*recentStream
 	users   map[string]*recentUser
+	bytes   int // field bytes held in rings
 }
 
 // recentRing is how many entries per stream are kept.
@@ -38,6 +39,10 @@ const recentRing = 8
 
 // maxRecentKeys bounds the streams and users remembered; past it the cache starts over.
 const maxRecentKeys = 200000
+
+// maxRecentBytes bounds the message bytes held in rings; past it every
+// ring is emptied (tails and states stay: they are small).
+const maxRecentBytes = 32 << 20
 
 type recentStream struct {
 	gen       uint64
@@ -52,6 +57,7 @@ type recentStream struct {
 type recentEntry struct {
 	id, prev entryID
 	raw      []any // [id, [field, value, …]], as XRANGE returns an entry
+	size     int   // bytes of its fields
 	set      bool
 }
 
@@ -72,6 +78,7 @@ type wake struct {
 	unread   int   // the inbox's unread count after the publish; -1 for shared streams
 	expires  int64 // the entry's expiry (unix ms), 0 = never
 	raw      []any // nil when the fields were left out
+	size     int   // bytes of the fields
 }
 
 // parseWake parses "key\nid\nprev\nunread\nexpires\nfields". fields is
@@ -115,6 +122,7 @@ func parseWake(p string) (w wake, ok bool) {
 			return wake{}, false
 		}
 		kv = append(kv, rest[j+1:j+1+n])
+		w.size += n
 		rest = rest[j+1+n:]
 	}
 	if len(kv)%2 != 0 {
@@ -130,11 +138,20 @@ func (c *recentCache) stream(key string) *recentStream {
 	if s == nil {
 		if len(c.streams) >= maxRecentKeys {
 			clear(c.streams)
+			c.bytes = 0
 		}
 		s = &recentStream{}
 		c.streams[key] = s
 	}
 	return s
+}
+
+// dropRing empties a stream's ring. Callers hold c.mu.
+func (c *recentCache) dropRing(s *recentStream) {
+	for i := range s.ring {
+		c.bytes -= s.ring[i].size
+	}
+	s.ring = [recentRing]recentEntry{}
 }
 
 // user returns the entry of user u, creating it. Callers hold c.mu.
@@ -160,7 +177,14 @@ func (c *recentCache) added(w wake, inboxUser string) {
 	if !s.tailKnown || s.tail.less(w.id) {
 		s.tail, s.tailKnown = w.id, true
 	}
-	s.ring[s.next] = recentEntry{id: w.id, prev: w.prev, raw: w.raw, set: true}
+	if c.bytes+w.size > maxRecentBytes {
+		for _, o := range c.streams {
+			o.ring = [recentRing]recentEntry{}
+		}
+		c.bytes = 0
+	}
+	c.bytes += w.size - s.ring[s.next].size
+	s.ring[s.next] = recentEntry{id: w.id, prev: w.prev, raw: w.raw, size: w.size, set: true}
 	s.next = (s.next + 1) % recentRing
 	if inboxUser == "" {
 		return
@@ -186,6 +210,7 @@ func (c *recentCache) changed(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s := c.streams[key]; s != nil {
+		c.dropRing(s)
 		*s = recentStream{gen: s.gen + 1}
 	}
 }
@@ -201,7 +226,7 @@ func (c *recentCache) userChanged(u, inboxKey string) {
 	}
 	if s := c.streams[inboxKey]; s != nil {
 		s.gen++
-		s.ring = [recentRing]recentEntry{}
+		c.dropRing(s)
 	}
 }
 
@@ -211,6 +236,7 @@ func (c *recentCache) clear() {
 	c.epoch++
 	clear(c.streams)
 	clear(c.users)
+	c.bytes = 0
 	c.mu.Unlock()
 }
 

@@ -15,9 +15,9 @@ func TestParseWake(t *testing.T) {
 		want    wake
 	}{
 		{"fields", "k\n5-1\n5-0\n3\n0\n5:title2:hi4:body0:", true,
-			wake{key: "k", id: entryID{5, 1}, prev: entryID{5, 0}, unread: 3, raw: []any{"5-1", []any{"title", "hi", "body", ""}}}},
+			wake{key: "k", id: entryID{5, 1}, prev: entryID{5, 0}, unread: 3, raw: []any{"5-1", []any{"title", "hi", "body", ""}}, size: 11}},
 		{"newline in a value", "k\n6-0\n0-0\n-1\n99\n4:body3:a\nb", true,
-			wake{key: "k", id: entryID{6, 0}, unread: -1, expires: 99, raw: []any{"6-0", []any{"body", "a\nb"}}}},
+			wake{key: "k", id: entryID{6, 0}, unread: -1, expires: 99, raw: []any{"6-0", []any{"body", "a\nb"}}, size: 7}},
 		{"fields left out", "k\n7-0\n6-0\n1\n0\n-", true, wake{key: "k", id: entryID{7, 0}, prev: entryID{6, 0}, unread: 1}},
 		{"key only", "k", false, wake{}},
 		{"bad id", "k\nx\n6-0\n1\n0\n-", false, wake{}},
@@ -99,13 +99,26 @@ func TestRecentAfter(t *testing.T) {
 	if _, upToDate, _ := c.after("s", e(4), 10, false); !upToDate {
 		t.Fatal("an entry without fields still moves the tail")
 	}
-	live = false
+	// Past the byte budget the rings are emptied; the tails stay.
+	big := wake{key: "s", id: e(5), prev: e(4), unread: -1, raw: []any{"5-0", []any{"body", "x"}}, size: maxRecentBytes}
+	c.added(big, "")
+	c.added(wake{key: "s", id: e(6), prev: e(5), unread: -1, raw: []any{"6-0", []any{"body", "y"}}, size: 1}, "")
 	if _, _, ok := c.after("s", e(4), 10, false); ok {
+		t.Fatal("entries dropped for the byte budget must be read from Redis")
+	}
+	if reply, _, ok := c.after("s", e(5), 10, false); !ok || len(ids(reply)) != 1 {
+		t.Fatal("the entry added after the budget was reset must be served")
+	}
+	if c.bytes != 1 {
+		t.Fatalf("ring bytes %d, want 1", c.bytes)
+	}
+	live = false
+	if _, _, ok := c.after("s", e(6), 10, false); ok {
 		t.Fatal("the cache must not be used while wake-ups are not received")
 	}
 	live = true
 	c.clear()
-	if _, _, ok := c.after("s", e(4), 10, false); ok {
+	if _, _, ok := c.after("s", e(6), 10, false); ok {
 		t.Fatal("clear must forget the tails")
 	}
 }
