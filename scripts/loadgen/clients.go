@@ -1,15 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"net/http/httptrace"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -21,13 +19,16 @@ import (
 // client is one long-poll loop (one browser tab). Its counters are written by
 // its own goroutine only and read after the goroutine has exited.
 type client struct {
-	r      *runner
-	user   int
-	stream int    // index into the runner's expectation bitmaps, -1 = none
-	want   string // the name a payload addressed to this client carries
-	subURL string // nchan: subscriber URL
+	r         *runner
+	user      int
+	stream    int        // index into the runner's expectation bitmaps, -1 = none
+	want      string     // the name a payload addressed to this client carries
+	subTarget wireTarget // nchan: subscriber URL
 
-	cursor   string
+	wire     *wireClient // pollbox: the connection, owned by the poll loop
+	query    []byte      // pollbox: scratch for the query string
+	pr       pollResult  // pollbox: the last answer, decoded
+	cursor   []byte
 	seen     []uint64
 	released atomic.Bool // dial slot returned
 	conn     atomic.Bool // first long-poll request fully written
@@ -38,27 +39,19 @@ type client struct {
 	polls, empty, early, delivered, dup, stale, foreign, bogus, misrouted, resets int64
 }
 
-type pollResponse struct {
-	Messages []struct {
-		ID   string `json:"id"`
-		Body string `json:"body"`
-	} `json:"messages"`
-	Cursor string `json:"cursor"`
-	More   bool   `json:"more"`
-	Reset  bool   `json:"reset"`
-}
-
-// handle checks one received payload "name|seq|unixnanos".
-func (c *client) handle(body string, now int64) {
+// handle checks one received payload "name|seq|unixnanos". It works on the
+// bytes of the reused response buffer: the string conversions below are
+// only compared or parsed, so they do not allocate.
+func (c *client) handle(body []byte, now int64) {
 	r := c.r
-	name, rest, ok1 := strings.Cut(body, "|")
-	seqS, tsS, ok2 := strings.Cut(rest, "|")
+	name, rest, ok1 := bytes.Cut(body, []byte("|"))
+	seqS, tsS, ok2 := bytes.Cut(rest, []byte("|"))
 	if !ok1 || !ok2 {
 		c.foreign++
 		return
 	}
-	seq, err1 := strconv.ParseUint(seqS, 10, 64)
-	ts, err2 := strconv.ParseInt(tsS, 10, 64)
+	seq, err1 := strconv.ParseUint(string(seqS), 10, 64)
+	ts, err2 := strconv.ParseInt(string(tsS), 10, 64)
 	if err1 != nil || err2 != nil {
 		c.foreign++
 		return
@@ -67,7 +60,7 @@ func (c *client) handle(body string, now int64) {
 		c.stale++ // left over from an earlier run
 		return
 	}
-	if c.stream < 0 || name != c.want {
+	if c.stream < 0 || string(name) != c.want {
 		c.misrouted++
 		return
 	}
@@ -93,20 +86,22 @@ func (c *client) releaseSlot() {
 	}
 }
 
-// firstTrace marks the client as connected once its first long-poll request
-// has been written to the socket, and frees its dial slot.
-func (c *client) firstTrace(ctx context.Context) context.Context {
-	if c.conn.Load() {
-		return ctx
+// markConnected marks the client as connected once its first long-poll
+// request has been written to the socket, and frees its dial slot.
+func (c *client) markConnected() {
+	if c.conn.CompareAndSwap(false, true) {
+		c.r.connected.Add(1)
+		c.releaseSlot()
 	}
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			if info.Err == nil && c.conn.CompareAndSwap(false, true) {
-				c.r.connected.Add(1)
-				c.releaseSlot()
-			}
-		},
-	})
+}
+
+// onWrite returns the hook for do: markConnected until the client is
+// connected, then nil.
+func (c *client) onWrite() func() {
+	if c.conn.Load() {
+		return nil
+	}
+	return c.markConnected
 }
 
 func (c *client) runPollbox(ctx context.Context) {
@@ -117,13 +112,15 @@ func (c *client) runPollbox(ctx context.Context) {
 	if !c.takeDialSlot(ctx) {
 		return
 	}
+	c.wire = newWireClient(ctx)
+	defer c.wire.closeConn()
 	// Initial cursor: a timeout=0 poll returns at once with the stream tail.
-	for c.cursor == "" {
+	for len(c.cursor) == 0 {
 		if ctx.Err() != nil || r.publishing() {
 			return
 		}
 		wait, _ := c.pollboxOnce(ctx, 0, false)
-		if c.cursor == "" {
+		if len(c.cursor) == 0 {
 			sleepCtx(ctx, wait)
 		}
 	}
@@ -144,22 +141,22 @@ func (c *client) runPollbox(ctx context.Context) {
 // errors.
 func (c *client) pollboxOnce(ctx context.Context, timeout int, trace bool) (time.Duration, bool) {
 	r := c.r
-	u := r.pollURL + "?timeout=" + strconv.Itoa(timeout)
-	if c.cursor != "" {
-		u += "&cursor=" + url.QueryEscape(c.cursor)
+	q := append(c.query[:0], "?timeout="...)
+	q = strconv.AppendInt(q, int64(timeout), 10)
+	if len(c.cursor) > 0 {
+		q = append(q, "&cursor="...)
+		q = appendQueryEscape(q, c.cursor)
 	}
-	rctx := ctx
+	c.query = q
+	w := c.wire
+	w.begin("GET", &r.pollTarget, q)
+	w.header("Authorization", r.userAuth[c.user])
+	var wrote func()
 	if trace {
-		rctx = c.firstTrace(ctx)
+		wrote = c.onWrite()
 	}
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
-	if err != nil {
-		r.pollErrs.add("request", err.Error())
-		return time.Second, false
-	}
-	req.Header.Set("Authorization", r.userAuth[c.user])
 	sent := time.Now()
-	resp, err := r.hc.Do(req)
+	resp, err := w.do(nil, r.pollTimeout, wrote)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, false
@@ -167,11 +164,10 @@ func (c *client) pollboxOnce(ctx context.Context, timeout int, trace bool) (time
 		r.pollErrs.add(netKind(err), err.Error())
 		return backoff(250 * time.Millisecond), false
 	}
-	defer drainClose(resp.Body)
 	if trace {
 		c.polls++ // the initial timeout=0 poll is not counted
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.status != 200 {
 		kind, detail := httpErrKind(resp)
 		if ctx.Err() != nil {
 			return 0, false
@@ -179,8 +175,8 @@ func (c *client) pollboxOnce(ctx context.Context, timeout int, trace bool) (time
 		r.pollErrs.add(kind, detail)
 		return retryAfter(resp, 250*time.Millisecond), false
 	}
-	var pr pollResponse
-	if err := json.NewDecoder(resp.Body).Decode(&pr); err != nil {
+	pr := &c.pr
+	if err := pr.parse(resp.body); err != nil {
 		if ctx.Err() != nil {
 			return 0, false
 		}
@@ -188,10 +184,10 @@ func (c *client) pollboxOnce(ctx context.Context, timeout int, trace bool) (time
 		return backoff(250 * time.Millisecond), false
 	}
 	now := time.Now().UnixNano()
-	for i := range pr.Messages {
-		c.handle(pr.Messages[i].Body, now)
+	for i := range pr.bodies {
+		c.handle(pr.body(i), now)
 	}
-	if len(pr.Messages) == 0 && trace {
+	if len(pr.bodies) == 0 && trace {
 		c.empty++
 		// An empty answer well before the requested timeout: the server
 		// ended the wait early (shutdown, read-state change, …).
@@ -199,15 +195,30 @@ func (c *client) pollboxOnce(ctx context.Context, timeout int, trace bool) (time
 			c.early++
 		}
 	}
-	if pr.Reset {
+	if pr.reset {
 		c.resets++
 	}
-	if pr.Cursor == "" {
+	if len(pr.cursorBytes()) == 0 {
 		r.pollErrs.add("no_cursor", "200 response without cursor")
 		return backoff(250 * time.Millisecond), false
 	}
-	c.cursor = pr.Cursor
+	c.cursor = append(c.cursor[:0], pr.cursorBytes()...)
 	return 0, true
+}
+
+// appendQueryEscape appends s escaped for a query parameter value: only
+// unreserved characters stay as they are.
+func appendQueryEscape(dst, s []byte) []byte {
+	const hex = "0123456789ABCDEF"
+	for _, c := range s {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '_' || c == '.' || c == '~' {
+			dst = append(dst, c)
+		} else {
+			dst = append(dst, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return dst
 }
 
 // runNchan is a long-poll subscriber that echoes Last-Modified / Etag as
@@ -221,24 +232,21 @@ func (c *client) runNchan(ctx context.Context) {
 	if !c.takeDialSlot(ctx) {
 		return
 	}
-	var lastMod, etag string
-	buf := make([]byte, 0, 512)
+	w := newWireClient(ctx)
+	defer w.closeConn()
+	var lastMod, etag []byte
 	for ctx.Err() == nil {
 		if !c.active.Load() && r.publishing() {
 			return
 		}
-		req, err := http.NewRequestWithContext(c.firstTrace(ctx), http.MethodGet, c.subURL, nil)
-		if err != nil {
-			r.pollErrs.add("request", err.Error())
-			return
+		w.begin("GET", &c.subTarget, nil)
+		if len(lastMod) > 0 {
+			w.headerBytes("If-Modified-Since", lastMod)
 		}
-		if lastMod != "" {
-			req.Header.Set("If-Modified-Since", lastMod)
+		if len(etag) > 0 {
+			w.headerBytes("If-None-Match", etag)
 		}
-		if etag != "" {
-			req.Header.Set("If-None-Match", etag)
-		}
-		resp, err := r.hc.Do(req)
+		resp, err := w.do(nil, r.pollTimeout, c.onWrite())
 		c.releaseSlot()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -249,30 +257,20 @@ func (c *client) runNchan(ctx context.Context) {
 			continue
 		}
 		c.polls++
-		switch resp.StatusCode {
-		case http.StatusOK:
-			buf, err = readAllInto(buf[:0], resp.Body, 1<<20)
-			resp.Body.Close()
-			if err != nil {
-				if ctx.Err() == nil {
-					r.pollErrs.add("read_body", err.Error())
-				}
-				continue
+		switch resp.status {
+		case 200:
+			c.handle(resp.body, time.Now().UnixNano())
+			if len(resp.lastMod) > 0 {
+				lastMod = append(lastMod[:0], resp.lastMod...)
 			}
-			c.handle(string(buf), time.Now().UnixNano())
-			if v := resp.Header.Get("Last-Modified"); v != "" {
-				lastMod = v
+			if len(resp.etag) > 0 {
+				etag = append(etag[:0], resp.etag...)
 			}
-			if v := resp.Header.Get("Etag"); v != "" {
-				etag = v
-			}
-		case http.StatusNotModified, http.StatusRequestTimeout:
-			drainClose(resp.Body)
+		case 304, 408: // Not Modified, Request Timeout: the wait ended empty
 			c.empty++
 		default:
 			kind, detail := httpErrKind(resp)
 			wait := retryAfter(resp, 250*time.Millisecond)
-			drainClose(resp.Body)
 			if ctx.Err() != nil {
 				return
 			}
@@ -282,32 +280,10 @@ func (c *client) runNchan(ctx context.Context) {
 	}
 }
 
-func readAllInto(buf []byte, rd io.Reader, limit int) ([]byte, error) {
-	lr := io.LimitReader(rd, int64(limit))
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-func drainClose(b io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(b, 64<<10))
-	_ = b.Close()
-}
-
 // httpErrKind names a non-2xx response: "http_429:too_many_polls".
-func httpErrKind(resp *http.Response) (kind, detail string) {
-	kind = "http_" + strconv.Itoa(resp.StatusCode)
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+func httpErrKind(resp *wireResp) (kind, detail string) {
+	kind = "http_" + strconv.Itoa(resp.status)
+	b := resp.body[:min(len(resp.body), 4096)]
 	var e struct {
 		Error   string `json:"error"`
 		Message string `json:"message"`
@@ -319,9 +295,9 @@ func httpErrKind(resp *http.Response) (kind, detail string) {
 	return kind, strings.TrimSpace(string(b))
 }
 
-func retryAfter(resp *http.Response, def time.Duration) time.Duration {
-	if v := resp.Header.Get("Retry-After"); v != "" {
-		if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+func retryAfter(resp *wireResp, def time.Duration) time.Duration {
+	if v := resp.retryAfter; len(v) > 0 {
+		if s, err := strconv.Atoi(string(v)); err == nil && s >= 0 {
 			d := time.Duration(s) * time.Second
 			if d > 5*time.Second {
 				d = 5 * time.Second

@@ -66,12 +66,12 @@ func TestParseClientList(t *testing.T) {
 func TestClientHandle(t *testing.T) {
 	r := &runner{seqBits: 10, runStart: 100}
 	c := &client{r: r, stream: 0, want: "u7", seen: make([]uint64, 1)}
-	c.handle(string(appendPayload(nil, "u7", 3, 200)), 1200)
-	c.handle(string(appendPayload(nil, "u7", 3, 200)), 1300) // duplicate
-	c.handle(string(appendPayload(nil, "u8", 4, 200)), 1300) // someone else's
-	c.handle(string(appendPayload(nil, "u7", 5, 50)), 1300)  // older than the run
-	c.handle(string(appendPayload(nil, "u7", 99, 200)), 1300)
-	c.handle("hello", 1300)
+	c.handle(appendPayload(nil, "u7", 3, 200), 1200)
+	c.handle(appendPayload(nil, "u7", 3, 200), 1300) // duplicate
+	c.handle(appendPayload(nil, "u8", 4, 200), 1300) // someone else's
+	c.handle(appendPayload(nil, "u7", 5, 50), 1300)  // older than the run
+	c.handle(appendPayload(nil, "u7", 99, 200), 1300)
+	c.handle([]byte("hello"), 1300)
 	if c.delivered != 1 || c.dup != 1 || c.misrouted != 1 || c.stale != 1 || c.bogus != 1 || c.foreign != 1 {
 		t.Fatalf("counters: %+v", c)
 	}

@@ -59,7 +59,7 @@ Modes:
   batch      one publish listing every user in "to"; measures the publish call and delivery
   waiters    no publishes: hold all polls for -duration, count errors, measure RSS per waiting poll
 
-Only 127.0.0.0/8, ::1 and localhost URLs are accepted.
+Only plain http:// URLs on 127.0.0.0/8, ::1 and localhost are accepted.
 
 Examples:
   go run ./scripts/loadgen -secret "$POLLBOX_JWT_SECRET" -users 2000 -clients 2 -rate 5000 -duration 10s

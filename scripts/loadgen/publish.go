@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,46 +61,30 @@ func appendPayload(dst []byte, name string, seq uint64, ts int64) []byte {
 type pubResult struct {
 	ok     bool
 	status int
-	count  int // pollbox: "count" from the 201 response
+	body   []byte // the 2xx response body; valid until w's next request
 }
 
-// publishRaw POSTs body to the pollbox publish endpoint or an Nchan channel.
-func (r *runner) publishRaw(ctx context.Context, target string, body []byte, timeout time.Duration) pubResult {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		r.pubErrs.add("request", err.Error())
-		return pubResult{}
-	}
+// publishRaw POSTs body to the pollbox publish endpoint or an Nchan channel
+// over w. The whole call must finish within timeout.
+func (r *runner) publishRaw(w *wireClient, target *wireTarget, body []byte, timeout time.Duration) pubResult {
+	w.begin("POST", target, nil)
 	if r.cfg.protocol == "pollbox" {
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", r.pubAuth)
+		w.header("Content-Type", "application/json")
+		w.header("Authorization", r.pubAuth)
 	} else {
-		req.Header.Set("Content-Type", "text/plain")
+		w.header("Content-Type", "text/plain")
 	}
-	resp, err := r.hc.Do(req)
+	resp, err := w.do(body, timeout, nil)
 	if err != nil {
 		r.pubErrs.add(netKind(err), err.Error())
 		return pubResult{}
 	}
-	defer drainClose(resp.Body)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	if resp.status < 200 || resp.status > 299 {
 		kind, detail := httpErrKind(resp)
 		r.pubErrs.add(kind, detail)
-		return pubResult{status: resp.StatusCode}
+		return pubResult{status: resp.status}
 	}
-	res := pubResult{ok: true, status: resp.StatusCode}
-	if r.cfg.protocol == "pollbox" {
-		var out struct {
-			Count int `json:"count"`
-		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		if json.Unmarshal(b, &out) == nil {
-			res.count = out.Count
-		}
-	}
-	return res
+	return pubResult{ok: true, status: resp.status, body: resp.body}
 }
 
 // markPublished records that seq was acknowledged for stream s.
@@ -129,6 +111,8 @@ func (r *runner) publishUsers(ctx context.Context) time.Duration {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			w := newWireClient(ctx) // one keep-alive connection per publisher
+			defer w.closeConn()
 			payload := make([]byte, 0, 64)
 			body := make([]byte, 0, 256)
 			for range jobs {
@@ -138,19 +122,19 @@ func (r *runner) publishUsers(ctx context.Context) time.Duration {
 				name := r.userNames[u]
 				ts := time.Now()
 				payload = appendPayload(payload[:0], name, seq, ts.UnixNano())
-				var target string
+				var target *wireTarget
 				if cfg.protocol == "pollbox" {
-					target = r.publishURL
+					target = &r.publishTarget
 					body = append(body[:0], `{"to":["`...)
 					body = append(body, name...)
 					body = append(body, `"],"title":"load","body":"`...)
 					body = append(body, payload...)
 					body = append(body, `"}`...)
 				} else {
-					target = r.nchanPubURL[u]
+					target = &r.nchanPubTargets[u]
 					body = append(body[:0], payload...)
 				}
-				res := r.publishRaw(ctx, target, body, 10*time.Second)
+				res := r.publishRaw(w, target, body, 10*time.Second)
 				end := time.Now()
 				r.pubLat.record(end.Sub(ts))
 				if res.ok {
@@ -211,17 +195,19 @@ func (r *runner) publishOne(ctx context.Context) (time.Duration, error) {
 	cfg := r.cfg
 	ts := time.Now()
 	payload := appendPayload(nil, "all", 0, ts.UnixNano())
-	var target string
+	target := &r.publishTarget
 	var body []byte
 	switch {
 	case cfg.protocol == "nchan":
-		target = fmt.Sprintf(cfg.nchanPub, nchanAllChannel)
+		t, err := parseTarget(fmt.Sprintf(cfg.nchanPub, nchanAllChannel))
+		if err != nil {
+			return 0, err
+		}
+		target = &t
 		body = payload
 	case cfg.mode == "broadcast":
-		target = r.publishURL
 		body = []byte(`{"broadcast":true,"title":"load","body":"` + string(payload) + `"}`)
 	default: // batch
-		target = r.publishURL
 		var b bytes.Buffer
 		b.Grow(cfg.users*10 + 128)
 		b.WriteString(`{"to":[`)
@@ -238,7 +224,9 @@ func (r *runner) publishOne(ctx context.Context) (time.Duration, error) {
 		b.WriteString(`"}`)
 		body = b.Bytes()
 	}
-	res := r.publishRaw(ctx, target, body, 90*time.Second)
+	w := newWireClient(ctx)
+	defer w.closeConn()
+	res := r.publishRaw(w, target, body, 90*time.Second)
 	d := time.Since(ts)
 	r.pubLat.record(d)
 	r.pubIssued, r.pubTarget = 1, 1
@@ -246,7 +234,14 @@ func (r *runner) publishOne(ctx context.Context) (time.Duration, error) {
 		r.pubFailed.Add(1)
 		return d, fmt.Errorf("publish failed (status %d): %s", res.status, formatKinds(r.pubErrsSnapshot()))
 	}
-	r.batchCount = res.count
+	if cfg.protocol == "pollbox" {
+		var out struct {
+			Count int `json:"count"`
+		}
+		if json.Unmarshal(res.body, &out) == nil {
+			r.batchCount = out.Count
+		}
+	}
 	r.markPublished(0, 0)
 	return d, nil
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -20,15 +18,14 @@ const nchanAllChannel = "all"
 
 type runner struct {
 	cfg *config
-	hc  *http.Client
-	tr  *http.Transport
 
-	pollURL     string
-	publishURL  string
-	nchanPubURL []string
-	userNames   []string
-	userAuth    []string
-	pubAuth     string
+	pollTarget      wireTarget
+	publishTarget   wireTarget
+	nchanPubTargets []wireTarget
+	pollTimeout     time.Duration // limit on one long-poll exchange
+	userNames       []string
+	userAuth        []string
+	pubAuth         string
 
 	clients []*client
 	wg      sync.WaitGroup
@@ -65,40 +62,31 @@ type runner struct {
 }
 
 func newRunner(cfg *config) (*runner, error) {
-	total := cfg.users * cfg.clients
 	r := &runner{
 		cfg:      cfg,
 		dialSem:  make(chan struct{}, cfg.dialers),
 		pubStart: make(chan struct{}),
 	}
-	r.tr = &http.Transport{
-		Proxy: nil,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConns:          total + cfg.publishers + 64,
-		MaxIdleConnsPerHost:   total + cfg.publishers + 64,
-		MaxConnsPerHost:       0,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		ResponseHeaderTimeout: time.Duration(cfg.timeout)*time.Second + 30*time.Second,
-		ExpectContinueTimeout: 0,
-		ForceAttemptHTTP2:     false,
-	}
+	// The limit net/http's ResponseHeaderTimeout used to set: the requested
+	// wait plus slack, and more where one publish fans out to everyone.
+	r.pollTimeout = time.Duration(cfg.timeout)*time.Second + 30*time.Second
 	if cfg.mode == "batch" || cfg.mode == "broadcast" {
-		r.tr.ResponseHeaderTimeout += 60 * time.Second
+		r.pollTimeout += 60 * time.Second
 	}
-	r.hc = &http.Client{Transport: r.tr}
 
-	base := strings.TrimRight(cfg.baseURL, "/")
-	r.pollURL = base + "/v1/poll"
-	r.publishURL = base + "/v1/publish"
 	r.userNames = make([]string, cfg.users)
 	for i := range r.userNames {
 		r.userNames[i] = "u" + strconv.Itoa(i)
 	}
 	if cfg.protocol == "pollbox" {
+		base := strings.TrimRight(cfg.baseURL, "/")
+		var err error
+		if r.pollTarget, err = parseTarget(base + "/v1/poll"); err != nil {
+			return nil, fmt.Errorf("-url: %w", err)
+		}
+		if r.publishTarget, err = parseTarget(base + "/v1/publish"); err != nil {
+			return nil, fmt.Errorf("-url: %w", err)
+		}
 		r.userAuth = make([]string, cfg.users)
 		for i, name := range r.userNames {
 			tok, err := mintToken(cfg.secret, name, nil)
@@ -113,9 +101,13 @@ func newRunner(cfg *config) (*runner, error) {
 		}
 		r.pubAuth = auth
 	} else {
-		r.nchanPubURL = make([]string, cfg.users)
+		r.nchanPubTargets = make([]wireTarget, cfg.users)
 		for i, name := range r.userNames {
-			r.nchanPubURL[i] = fmt.Sprintf(cfg.nchanPub, name)
+			t, err := parseTarget(fmt.Sprintf(cfg.nchanPub, name))
+			if err != nil {
+				return nil, fmt.Errorf("-nchan-pub: %w", err)
+			}
+			r.nchanPubTargets[i] = t
 		}
 	}
 
@@ -149,7 +141,11 @@ func newRunner(cfg *config) (*runner, error) {
 				if cfg.mode == "broadcast" {
 					ch = nchanAllChannel
 				}
-				c.subURL = fmt.Sprintf(cfg.nchanSub, ch)
+				t, err := parseTarget(fmt.Sprintf(cfg.nchanSub, ch))
+				if err != nil {
+					return nil, fmt.Errorf("-nchan-sub: %w", err)
+				}
+				c.subTarget = t
 			}
 			r.clients = append(r.clients, c)
 		}
@@ -288,7 +284,7 @@ func (r *runner) run() (*result, error) {
 		r.redis.sample(sampCtx)
 	}
 	if cfg.protocol == "pollbox" {
-		if n, ok := serverWaiting(sampCtx, r.hc, strings.TrimRight(cfg.baseURL, "/")+"/metrics"); ok {
+		if n, ok := serverWaiting(sampCtx, strings.TrimRight(cfg.baseURL, "/")+"/metrics"); ok {
 			res.ServerWaiting = int64(n)
 		} else {
 			res.ServerWaiting = -1
@@ -357,7 +353,6 @@ func (r *runner) run() (*result, error) {
 		r.logf("some clients did not stop within 15s; their counters are left out")
 	}
 	stopSamplers()
-	r.tr.CloseIdleConnections()
 	if r.proc != nil {
 		r.proc.sample()
 	}

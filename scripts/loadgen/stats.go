@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"math"
 	"math/bits"
-	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -176,26 +176,21 @@ func formatKinds(m map[string]int64) string {
 }
 
 // serverWaiting reads pollbox_polls_waiting from the server's /metrics.
-func serverWaiting(ctx context.Context, hc *http.Client, metricsURL string) (float64, bool) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+func serverWaiting(ctx context.Context, metricsURL string) (float64, bool) {
+	t, err := parseTarget(metricsURL)
 	if err != nil {
 		return 0, false
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
+	w := newWireClient(ctx)
+	defer w.closeConn()
+	w.begin("GET", &t, nil)
+	resp, err := w.do(nil, 5*time.Second, nil)
+	if err != nil || resp.status != 200 {
 		return 0, false
 	}
-	defer drainClose(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return 0, false
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "pollbox_polls_waiting "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	for line := range bytes.Lines(resp.body) {
+		if v, ok := bytes.CutPrefix(line, []byte("pollbox_polls_waiting ")); ok {
+			f, err := strconv.ParseFloat(string(bytes.TrimSpace(v)), 64)
 			return f, err == nil
 		}
 	}
