@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math/bits"
 )
 
 // A cursor records a position (the last entry delivered or skipped) in each
@@ -76,10 +77,28 @@ var errTruncated = errors.New("truncated")
 // of the reader that the cursor lacks are absent from the result (the caller
 // starts them from "now"); a group in the cursor that the reader lacks, or
 // any malformation, is ErrBadCursor.
-func decodeCursor(c string, streams []stream) (positions, error) {
-	bad := func(why string) (positions, error) {
-		return nil, fmt.Errorf("%w: %s", ErrBadCursor, why)
+// findGroup returns the index of the first group stream at or after from
+// whose name hashes to h, or -1.
+func findGroup(streams []stream, h uint32, from int) int {
+	for i := max(from, 0); i < len(streams); i++ {
+		if streams[i].kind == 'g' && groupHash(streams[i].group) == h {
+			return i
+		}
 	}
+	return -1
+}
+
+// uvarintLen is the length of v's minimal uvarint encoding.
+func uvarintLen(v uint64) int { return max(1, (bits.Len64(v)+6)/7) }
+
+// badCursor is kept out of line: inlined at each of decodeCursor's many
+// exits it made that frame large, and polls hold it on their stacks.
+//
+//go:noinline
+func badCursor(why string) error { return fmt.Errorf("%w: %s", ErrBadCursor, why) }
+
+func decodeCursor(c string, streams []stream) (positions, error) {
+	bad := func(why string) (positions, error) { return nil, badCursor(why) }
 	if len(c) > MaxCursorLen {
 		return bad("too long")
 	}
@@ -97,7 +116,7 @@ func decodeCursor(c string, streams []stream) (positions, error) {
 			return 0, errTruncated
 		}
 		// Reject over-long (non-minimal) varints so each position has one spelling.
-		if n != len(binary.AppendUvarint(nil, v)) {
+		if n != uvarintLen(v) {
 			return 0, errors.New("non-minimal varint")
 		}
 		rest = rest[n:]
@@ -145,14 +164,8 @@ func decodeCursor(c string, streams []stream) (positions, error) {
 	if n > MaxGroups {
 		return bad("too many groups")
 	}
-	byHash := make(map[uint32]string)
-	order := make(map[string]int)
-	for i, s := range streams {
-		if s.kind == 'g' {
-			byHash[groupHash(s.group)] = s.name
-			order[s.name] = i
-		}
-	}
+	// Groups come in the reader's order, so each is found by scanning on
+	// from the previous one (no maps: this runs on every poll).
 	last := -1
 	for i := uint64(0); i < n; i++ {
 		if len(rest) < 4 {
@@ -160,17 +173,19 @@ func decodeCursor(c string, streams []stream) (positions, error) {
 		}
 		h := binary.BigEndian.Uint32(rest)
 		rest = rest[4:]
-		name, ok := byHash[h]
-		if !ok {
-			return bad("names a group the reader does not have")
+		at := findGroup(streams, h, last+1)
+		if at < 0 {
+			switch before := findGroup(streams, h, 0); {
+			case before < 0:
+				return bad("names a group the reader does not have")
+			case before == last:
+				return bad("group listed twice")
+			default:
+				return bad("groups out of order")
+			}
 		}
-		if _, dup := pos[name]; dup {
-			return bad("group listed twice")
-		}
-		if order[name] < last {
-			return bad("groups out of order")
-		}
-		last = order[name]
+		last = at
+		name := streams[at].name
 		p, err := getPos()
 		if err != nil {
 			return bad(err.Error())

@@ -47,20 +47,20 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 	if o.Limit > MaxLimit {
 		return PollResult{}, fmt.Errorf("%w: limit above %d", ErrInvalid, MaxLimit)
 	}
-	pos := positions{}
+	var pos positions
 	if o.Cursor != "" {
 		if pos, err = decodeCursor(o.Cursor, streams); err != nil {
 			return PollResult{}, err
 		}
+	} else {
+		pos = newPositions(len(streams))
 	}
 
 	// Register before the first read: see Hub for why this order matters.
 	stateKey := s.k.read(r.User)
 	keys := make([]string, 0, len(streams)+1)
-	byKey := make(map[string]stream, len(streams))
 	for _, st := range streams {
 		keys = append(keys, st.key)
-		byKey[st.key] = st
 	}
 	keys = append(keys, stateKey)
 	w := s.hub.Register(keys...)
@@ -114,7 +114,11 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 	toRead := streams
 	res := PollResult{}
 	var st *userState // the latest state read, if still current
-	stateChanged := false
+	stateChanged, stopping := false, false
+	// Every way out but an error breaks to the one answer below: each
+	// call site of finish would add its own result space to this frame,
+	// which stays on the stack for as long as the poll waits.
+wait:
 	for {
 		if len(toRead) > 0 {
 			got, fresh, err := s.readAfter(ctx, r.User, toRead, pos, o.Limit, cached, &res)
@@ -124,7 +128,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 			st = fresh
 			if len(got) > 0 || res.Reset {
 				res.Messages = got
-				return s.finish(ctx, r.User, streams, pos, st, cached, res)
+				break
 			}
 			if res.More {
 				// Only hidden or expired entries so far, and more behind them.
@@ -134,21 +138,15 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 			}
 		}
 		if o.Wait <= 0 || stateChanged {
-			return s.finish(ctx, r.User, streams, pos, st, cached, res)
+			break
 		}
 		select {
 		case <-w.C:
 		case <-timer:
-			return s.finish(ctx, r.User, streams, pos, nil, cached, res)
+			break wait
 		case <-o.Stop:
-			// Shutting down: answer now. The count is best effort, bounded
-			// so that shutdown is not held up by a slow Redis.
-			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer cancel()
-			if out, err := s.finish(sctx, r.User, streams, pos, nil, cached, res); err == nil {
-				return out, nil
-			}
-			return s.answer(streams, pos, 0, res), nil
+			stopping = true
+			break wait
 		case <-ctx.Done():
 			return PollResult{}, context.Cause(ctx)
 		}
@@ -156,24 +154,45 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		if _, ok := fired[stateKey]; ok {
 			// Another device changed the read state: answer with the new count.
 			delete(fired, stateKey)
+			st = nil
 			if len(fired) == 0 && !all {
-				return s.finish(ctx, r.User, streams, pos, nil, cached, res)
+				break
 			}
 			// Streams fired too: read them first, then answer either way.
-			stateChanged, st = true, nil
+			stateChanged = true
 		}
 		toRead = toRead[:0:0]
 		if all {
 			toRead = streams
 		} else {
-			for k := range fired {
-				if st, ok := byKey[k]; ok {
+			// A scan, not a map: a poll has few streams, and a map here
+			// would sit in this frame for the whole wait.
+			for _, st := range streams {
+				if _, ok := fired[st.key]; ok {
 					toRead = append(toRead, st)
 				}
 			}
 		}
 	}
+	if !stopping {
+		return s.finish(ctx, r.User, streams, pos, st, cached, res)
+	}
+	// Shutting down: answer now. The count is best effort, bounded so
+	// that shutdown is not held up by a slow Redis.
+	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	out, err := s.finish(sctx, r.User, streams, pos, nil, cached, res)
+	if err != nil {
+		out = s.answer(streams, pos, 0, res)
+	}
+	return out, nil
 }
+
+// newPositions is kept out of line so that the map is not placed in
+// Poll's frame, which stays on the stack for the whole wait.
+//
+//go:noinline
+func newPositions(n int) positions { return make(positions, n) }
 
 func (s *Store) answer(streams []stream, pos positions, unread int, res PollResult) PollResult {
 	res.Cursor = encodeCursor(streams, pos)
@@ -207,6 +226,27 @@ func (s *Store) finish(ctx context.Context, user string, streams []stream, pos p
 // left over and res.Reset when a stream was trimmed past its position.
 // When anything was read it also returns the user's state (for read flags).
 func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos positions, limit int, cached bool, res *PollResult) ([]Message, *userState, error) {
+	// Split in three so that the Redis calls (whose waits go deepest) are
+	// made from small frames: a goroutine's stack grows for its deepest
+	// moment and stays grown while the poll waits, for every waiting poll.
+	out, found, err := s.fetch(ctx, user, toRead, pos, limit, cached)
+	if err != nil || !found {
+		// Most reads find nothing (a poll about to wait): they cost one
+		// script per stream at most, and no state.
+		return nil, nil, err
+	}
+	st, err := s.state(ctx, user, cached)
+	if err != nil {
+		return nil, nil, err
+	}
+	got, err := s.consume(toRead, pos, limit, out, st, res)
+	return got, st, err
+}
+
+// fetch returns the raw reads of toRead after their positions (from the
+// instance's caches where they can answer) and whether any found entries
+// or a reset.
+func (s *Store) fetch(ctx context.Context, user string, toRead []stream, pos positions, limit int, cached bool) ([]any, bool, error) {
 	// Shared streams are read through the instance's cache (see countCache):
 	// polls woken together by one broadcast share one read.
 	out := make([]any, len(toRead))
@@ -250,7 +290,7 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 	if len(calls) > 0 {
 		res, err := s.evalPipe(ctx, calls)
 		if err != nil {
-			return nil, nil, err
+			return nil, false, err
 		}
 		for j, i := range missed {
 			out[i] = res[j]
@@ -273,34 +313,32 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 			}
 		}
 	}
-	if !found {
-		// Most reads find nothing (a poll about to wait): they cost one
-		// script per stream and no state.
-		return nil, nil, nil
-	}
-	st, err := s.state(ctx, user, cached)
-	if err != nil {
-		return nil, nil, err
-	}
+	return out, found, nil
+}
+
+// consume decodes fetched reads, merges them oldest first, drops hidden
+// and expired entries and takes up to limit visible messages, advancing
+// pos past everything taken (see readAfter).
+func (s *Store) consume(toRead []stream, pos positions, limit int, out []any, st *userState, res *PollResult) ([]Message, error) {
 	var all []*Message
 	for i, sh := range toRead {
 		parts, _ := out[i].([]any)
 		if len(parts) < 3 {
-			return nil, nil, fmt.Errorf("read: unexpected reply %T", out[i])
+			return nil, fmt.Errorf("read: unexpected reply %T", out[i])
 		}
 		if moved, _ := parts[0].(string); moved != "" {
 			// Trimmed past the position: report it, and move the position
 			// up to the trim so the next poll does not report it again.
 			e, err := parseEntryID(moved)
 			if err != nil {
-				return nil, nil, fmt.Errorf("read: %w", err)
+				return nil, fmt.Errorf("read: %w", err)
 			}
 			res.Reset = true
 			pos[sh.name] = e
 		}
 		msgs, err := decodeEntries(sh, parts[1])
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if len(msgs) > limit {
 			// The stream may hold more than was read, whatever is consumed below.
@@ -321,7 +359,7 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 		all = append(all, msgs...)
 	}
 	if len(all) == 0 {
-		return nil, st, nil
+		return nil, nil
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].before(all[j]) })
 	now := ms(s.opt.Now())
@@ -338,7 +376,7 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 			got = append(got, *m)
 		}
 	}
-	return got, st, nil
+	return got, nil
 }
 
 // state returns the user's read state, from the instance's cache if allowed.
