@@ -117,7 +117,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxRecipients: cfg.MaxRecipients})
 	defer store.Close()
 	metrics := poll.NewMetrics()
-	store.Hub().OnEvent = metrics.HubEvent
+	loadScripts := func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := store.LoadScripts(lctx); err != nil {
+			log.Warn().Err(err).Msg("could not preload scripts; they will be loaded on first use")
+		}
+	}
+	go loadScripts()
+	store.Hub().OnEvent = func(event string) {
+		metrics.HubEvent(event)
+		if event == "reconnected" { // Redis may have restarted with an empty script cache
+			go loadScripts()
+		}
+	}
 	store.Hub().OnLost = func(err error) {
 		log.Warn().Err(err).Msg("wake-up subscription lost; resubscribing and waking every waiting poll")
 	}

@@ -46,13 +46,13 @@ local prev
 if #tail0 > 0 then prev = tail0[1][1] else prev = redis.call('GET', KEYS[3]) or '0-0' end
 local len0 = redis.call('XLEN', KEYS[1])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-local trimmed = redis.call('XLEN', KEYS[1]) <= len0
-local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if idless(head[1][1], ARGV[4]) and redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4]) > 0 then
-  trimmed = true
-  head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-end
+-- The length cap can only have trimmed if the stream was at the cap.
+local trimmed = len0 >= tonumber(ARGV[3]) and redis.call('XLEN', KEYS[1]) <= len0
+-- Age trimming costs next to nothing when there is nothing to trim.
+if redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4]) > 0 then trimmed = true end
+local head
 if trimmed then
+  head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
   local mark
   if head[1][1] == id then mark = prev else mark = pred(head[1][1]) end
   local old = redis.call('GET', KEYS[3])

@@ -113,6 +113,19 @@ func (s *Store) Close() { s.batch.close() }
 // Hub returns the store's wake-up hub.
 func (s *Store) Hub() *Hub { return s.hub }
 
+// LoadScripts loads pollbox's scripts into Redis (every master of a
+// cluster). Calls work without it (a script Redis does not know is loaded
+// and retried), but the first large publish after a Redis start would run
+// twice: once to find the script missing, once for real.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range []*redis.Script{publishScript, readScript, stateScript, tailScript, sharedUnreadScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return wrapRedis("script load", err)
+		}
+	}
+	return nil
+}
+
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return wrapRedis("ping", s.rdb.Ping(ctx).Err())
