@@ -27,8 +27,10 @@ type Hub struct {
 	rdb     redis.UniversalClient
 	channel string
 
-	mu      sync.Mutex
-	byKey   map[string]map[*Waiter]struct{}
+	// Waiters by key, in shards with a lock each: thousands of polls
+	// register and unregister at once after a broadcast, and one lock for
+	// all of them was a point of contention.
+	shards  [hubShards]hubShard
 	waiting atomic.Int64
 
 	// onNotify and onWakeAll run before any waiter is woken, so caches that
@@ -57,41 +59,64 @@ type Waiter struct {
 	all   bool
 }
 
+const hubShards = 64
+
+type hubShard struct {
+	mu    sync.Mutex
+	byKey map[string]map[*Waiter]struct{}
+}
+
+// shard returns the shard holding key's waiters.
+func (h *Hub) shard(key string) *hubShard {
+	// FNV-1a: cheap and good enough to spread keys over the shards.
+	x := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		x = (x ^ uint32(key[i])) * 16777619
+	}
+	return &h.shards[x%hubShards]
+}
+
 // NewHub returns a hub for the given wake channel. Call Run to start it.
 func NewHub(rdb redis.UniversalClient, channel string) *Hub {
-	return &Hub{rdb: rdb, channel: channel, byKey: map[string]map[*Waiter]struct{}{}}
+	h := &Hub{rdb: rdb, channel: channel}
+	for i := range h.shards {
+		h.shards[i].byKey = map[string]map[*Waiter]struct{}{}
+	}
+	return h
 }
 
 // Register adds a waiter for the given keys. Unregister it when done.
 func (h *Hub) Register(keys ...string) *Waiter {
 	w := &Waiter{C: make(chan struct{}, 1), keys: keys}
 	h.waiting.Add(1)
-	h.mu.Lock()
 	for _, k := range keys {
-		set := h.byKey[k]
+		sh := h.shard(k)
+		sh.mu.Lock()
+		set := sh.byKey[k]
 		if set == nil {
 			set = map[*Waiter]struct{}{}
-			h.byKey[k] = set
+			sh.byKey[k] = set
 		}
 		set[w] = struct{}{}
+		sh.mu.Unlock()
 	}
-	h.mu.Unlock()
 	return w
 }
 
 // Unregister removes a waiter.
 func (h *Hub) Unregister(w *Waiter) {
 	h.waiting.Add(-1)
-	h.mu.Lock()
 	for _, k := range w.keys {
-		if set := h.byKey[k]; set != nil {
+		sh := h.shard(k)
+		sh.mu.Lock()
+		if set := sh.byKey[k]; set != nil {
 			delete(set, w)
 			if len(set) == 0 {
-				delete(h.byKey, k)
+				delete(sh.byKey, k)
 			}
 		}
+		sh.mu.Unlock()
 	}
-	h.mu.Unlock()
 }
 
 // Waiting returns the number of registered waiters.
@@ -114,11 +139,12 @@ func (h *Hub) Notify(payload string) {
 	if h.onNotify != nil {
 		h.onNotify(key, payload)
 	}
-	h.mu.Lock()
-	for w := range h.byKey[key] {
+	sh := h.shard(key)
+	sh.mu.Lock()
+	for w := range sh.byKey[key] {
 		w.fire(key, false)
 	}
-	h.mu.Unlock()
+	sh.mu.Unlock()
 }
 
 // WakeAll wakes every waiter and tells it to re-read everything.
@@ -126,14 +152,17 @@ func (h *Hub) WakeAll() {
 	if h.onWakeAll != nil {
 		h.onWakeAll()
 	}
-	h.mu.Lock()
 	// Every waiter is in the set of each of its keys: firing one twice is harmless.
-	for _, set := range h.byKey {
-		for w := range set {
-			w.fire("", true)
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, set := range sh.byKey {
+			for w := range set {
+				w.fire("", true)
+			}
 		}
+		sh.mu.Unlock()
 	}
-	h.mu.Unlock()
 }
 
 func (w *Waiter) fire(key string, all bool) {

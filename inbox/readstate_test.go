@@ -261,8 +261,9 @@ func TestStateChangeWithOtherWakeups(t *testing.T) {
 		// As Notify would, let the store's caches see both wake-ups first.
 		h.onNotify(s.k.inbox("42"), s.k.inbox("42"))
 		h.onNotify(s.k.read("42"), s.k.read("42"))
-		h.mu.Lock()
-		for w := range h.byKey[s.k.read("42")] {
+		sh := h.shard(s.k.read("42"))
+		sh.mu.Lock()
+		for w := range sh.byKey[s.k.read("42")] {
 			w.mu.Lock()
 			if w.fired == nil {
 				w.fired = map[string]struct{}{}
@@ -275,7 +276,7 @@ func TestStateChangeWithOtherWakeups(t *testing.T) {
 			default:
 			}
 		}
-		h.mu.Unlock()
+		sh.mu.Unlock()
 		res := await(t, waiting, time.Second)
 		if len(res.Messages) != 0 || res.Unread != 0 {
 			t.Fatalf("poll answered %v with unread %d, want nothing and unread 0", msgIDs(res.Messages), res.Unread)
