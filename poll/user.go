@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,30 @@ type pollResponse struct {
 	Reset    bool          `json:"reset"`
 }
 
+// rawQuery looks parameters up in a raw query string as url.Values.Get
+// would after url.ParseQuery, without building the map.
+type rawQuery string
+
+// Get returns the first value of name, unescaped ("" when absent).
+func (q rawQuery) Get(name string) string {
+	raw := string(q)
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if strings.Contains(pair, ";") { // refused by url.ParseQuery too
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(k); err != nil || k != name {
+			continue
+		}
+		if v, err := url.QueryUnescape(v); err == nil {
+			return v
+		}
+	}
+	return ""
+}
+
 // sessionEnded is the cancel cause of a poll whose login session ended.
 var sessionEnded = errors.New("session ended")
 
@@ -32,7 +57,7 @@ var sessionEnded = errors.New("session ended")
 func handlePoll(d *deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := principal(r)
-		q := r.URL.Query()
+		q := rawQuery(r.URL.RawQuery) // polls are most requests: no map of every parameter
 		wait := d.cfg.PollTimeout
 		if s := q.Get("timeout"); s != "" {
 			n, err := strconv.Atoi(s)

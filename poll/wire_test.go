@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"net/url"
 	"testing"
 	"time"
 
@@ -45,6 +46,21 @@ func TestAppendPollResponseMatchesEncodingJSON(t *testing.T) {
 		}
 		if got := appendPollResponse(nil, res); !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want.Bytes())
+		}
+	}
+}
+
+func TestRawQueryMatchesURLValues(t *testing.T) {
+	t.Parallel()
+	raws := []string{"", "timeout=5", "timeout=5&timeout=6", "a=1&timeout=%35", "timeout", "timeout=",
+		"timeout=%zz&timeout=7", "time%6Fut=8", "timeout=1;x=2&timeout=9", "x=1&&timeout=+3+", "=5&timeout=a%20b",
+		"cursor=AQ-_x&limit=10", "%zz=1&cursor=c", "cursor=a%2Bb", "cursor=a+b"}
+	for _, raw := range raws {
+		vals, _ := url.ParseQuery(raw)
+		for _, name := range []string{"timeout", "cursor", "limit", "x", ""} {
+			if got, want := rawQuery(raw).Get(name), vals.Get(name); got != want {
+				t.Errorf("rawQuery(%q).Get(%q) = %q, url.Values says %q", raw, name, got, want)
+			}
 		}
 	}
 }
