@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -239,4 +240,45 @@ func stateWake(t *testing.T, s *Store, user string) func() {
 		t.Helper()
 		waitFor(t, 5*time.Second, "a read-state wake-up", func() bool { return gen() > before })
 	}
+}
+
+// TestOwnReadMarkSeenAtOnce checks that a read mark made through an
+// instance is seen by that instance's next poll even while the wake-up
+// that announces it has not come back yet.
+func TestOwnReadMarkSeenAtOnce(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		var hold atomic.Bool
+		release := make(chan struct{})
+		s := newStore(t, b.rdb, Options{}, func(s *Store) {
+			next := s.hub.onNotify
+			s.hub.onNotify = func(key, payload string) {
+				if hold.Load() {
+					<-release // a wake-up stuck on its way
+				}
+				next(key, payload)
+			}
+		})
+		t.Cleanup(func() { close(release) }) // runs before the hub is stopped
+		other := newStore(t, b.rdb, Options{Prefix: s.opt.Prefix})
+		r := Reader{User: "own"}
+		c0 := tail(t, s, r)
+		id := toUser(t, other, r.User, "read me")
+		arrived(t, s, s.k.inbox(r.User), id)
+		// The instance now holds the entry (unread) and the user's state.
+		first := await(t, goPoll(ctx, s, r, PollOptions{Cursor: c0, Wait: 5 * time.Second}), 5*time.Second)
+		if len(first.Messages) != 1 || first.Messages[0].Read || first.Unread != 1 {
+			t.Fatalf("before the read mark: %+v", first)
+		}
+		hold.Store(true)
+		if _, err := s.MarkRead(ctx, r, []string{id}, false); err != nil {
+			t.Fatal(err)
+		}
+		res := await(t, goPoll(ctx, s, r, PollOptions{Cursor: c0, Wait: 5 * time.Second}), 5*time.Second)
+		if len(res.Messages) != 1 || !res.Messages[0].Read || res.Unread != 0 {
+			t.Fatalf("after the read mark: read %v, unread %d; want true, 0", res.Messages[0].Read, res.Unread)
+		}
+		hold.Store(false)
+	})
 }
