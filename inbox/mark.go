@@ -155,13 +155,13 @@ func (s *Store) Delete(ctx context.Context, r Reader, id string) error {
 }
 
 // wakeState tells every instance that a user's read state changed. It is
-// sent after the change has committed (not inside the transaction: in a
-// cluster a key-less PUBLISH would run as a separate transaction on some
-// other node, possibly first). A lost wake-up costs only badge freshness,
-// so its error is not the caller's failure. This instance's caches are
+// sent after the change has committed, from the user's own node (see
+// wakeStateScript). A lost wake-up costs only badge freshness (other
+// instances trust their cached state for maxTrust at most), so its error
+// is not the caller's failure. This instance's caches are
 // told at once, so its polls see the change even before the wake-up
 // comes back.
 func (s *Store) wakeState(ctx context.Context, user string) {
 	s.recent.userChanged(user, s.k.inbox(user))
-	_ = s.rdb.Publish(ctx, s.k.wake(), s.k.read(user)).Err()
+	_ = wakeStateScript.Run(ctx, s.rdb, []string{s.k.read(user)}, s.k.wake()).Err()
 }

@@ -229,13 +229,22 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 	// Split in three so that the Redis calls (whose waits go deepest) are
 	// made from small frames: a goroutine's stack grows for its deepest
 	// moment and stays grown while the poll waits, for every waiting poll.
-	out, found, err := s.fetch(ctx, user, toRead, pos, limit, cached)
+	out, found, inboxRead, err := s.fetch(ctx, user, toRead, pos, limit, cached)
 	if err != nil || !found {
 		// Most reads find nothing (a poll about to wait): they cost one
 		// script per stream at most, and no state.
 		return nil, nil, err
 	}
-	st, err := s.state(ctx, user, cached)
+	// Inbox entries read from Redis may be newer than the wake-ups this
+	// instance has seen, and so than its cached unread count: read the
+	// state afresh (and keep it) rather than answer with a count that
+	// leaves them out.
+	var st *userState
+	if cached && inboxRead {
+		st, err = s.freshState(ctx, user)
+	} else {
+		st, err = s.state(ctx, user, cached)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,17 +253,18 @@ func (s *Store) readAfter(ctx context.Context, user string, toRead []stream, pos
 }
 
 // fetch returns the raw reads of toRead after their positions (from the
-// instance's caches where they can answer) and whether any found entries
-// or a reset.
-func (s *Store) fetch(ctx context.Context, user string, toRead []stream, pos positions, limit int, cached bool) ([]any, bool, error) {
+// instance's caches where they can answer), whether any found entries or
+// a reset, and whether Redis (not the cache) returned inbox entries.
+func (s *Store) fetch(ctx context.Context, user string, toRead []stream, pos positions, limit int, cached bool) (out []any, found, inboxRead bool, err error) {
 	// Shared streams are read through the instance's cache (see countCache):
 	// polls woken together by one broadcast share one read.
-	out := make([]any, len(toRead))
+	out = make([]any, len(toRead))
 	var calls []scriptCall
 	var missed []int
 	var rkeys []readKey
 	var gens, tailGens []countGen
 	for i, st := range toRead {
+		var tailGen countGen
 		if cached {
 			if reply, upToDate, ok := s.recent.after(st.key, pos[st.name], limit+1, st.kind == 'u'); ok {
 				if !upToDate {
@@ -264,9 +274,7 @@ func (s *Store) fetch(ctx context.Context, user string, toRead []stream, pos pos
 				}
 				continue
 			}
-			tailGens = append(tailGens, s.recent.streamGen(st.key))
-		} else {
-			tailGens = append(tailGens, countGen{})
+			tailGen = s.recent.streamGen(st.key)
 		}
 		if st.kind != 'u' {
 			rk := readKey{stream: st.key, after: pos[st.name].String(), count: limit + 1}
@@ -285,24 +293,27 @@ func (s *Store) fetch(ctx context.Context, user string, toRead []stream, pos pos
 			keys = append(keys, s.k.unread(user))
 		}
 		missed = append(missed, i)
+		tailGens = append(tailGens, tailGen)
 		calls = append(calls, scriptCall{sc: readScript, keys: keys, args: []any{pos[st.name].String(), limit + 1}})
 	}
 	if len(calls) > 0 {
 		res, err := s.evalPipe(ctx, calls)
 		if err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 		for j, i := range missed {
 			out[i] = res[j]
 			if toRead[i].kind != 'u' {
 				s.counts.putRead(rkeys[j], res[j], gens[j])
+			} else if parts, _ := res[j].([]any); len(parts) >= 2 {
+				list, _ := parts[1].([]any)
+				inboxRead = len(list) > 0
 			}
 			if cached {
 				s.learnTail(toRead[i].key, res[j], limit, tailGens[j])
 			}
 		}
 	}
-	found := false
 	for _, o := range out {
 		if parts, _ := o.([]any); len(parts) >= 3 {
 			if moved, _ := parts[0].(string); moved != "" {
@@ -313,7 +324,7 @@ func (s *Store) fetch(ctx context.Context, user string, toRead []stream, pos pos
 			}
 		}
 	}
-	return out, found, nil
+	return out, found, inboxRead, nil
 }
 
 // consume decodes fetched reads, merges them oldest first, drops hidden

@@ -6,6 +6,13 @@ import (
 	"strconv"
 )
 
+// Limits on message bytes carried in wake-ups: per message, and summed
+// over the streams of one publish.
+const (
+	maxInlineFields = 2 << 10
+	maxInlineFanout = 2 << 20
+)
+
 // MaxRecipients is the default cap on users in one publish.
 const MaxRecipients = 10000
 
@@ -88,7 +95,21 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 	if idemKey != "" {
 		useIdem = "1"
 	}
-	base := []any{useIdem, int64(s.opt.IdempotentFor.Seconds()), s.opt.MaxLen, minID, expiresAt, s.k.wake()}
+	// Fields ride along in the wake-ups (so instances answer without a
+	// read) unless the message or the fan-out is large: every instance
+	// receives every wake-up, and Redis drops a subscriber whose output
+	// buffer overflows.
+	size := 0
+	for _, v := range fv {
+		if str, ok := v.(string); ok {
+			size += len(str)
+		}
+	}
+	inline := "0"
+	if size <= maxInlineFields && size*len(streams) <= maxInlineFanout {
+		inline = "1"
+	}
+	base := []any{useIdem, int64(s.opt.IdempotentFor.Seconds()), s.opt.MaxLen, minID, expiresAt, s.k.wake(), inline}
 	args := append(base, fv...)
 	calls := make([]scriptCall, len(streams))
 	for i, st := range streams {

@@ -28,6 +28,7 @@ import (
 type recentCache struct {
 	mu      sync.Mutex
 	live    func() bool
+	trust   time.Duration // maxTrust; shorter in tests
 	epoch   uint64
 	streams map[string]*recentStream
 	users   map[string]*recentUser
@@ -40,6 +41,13 @@ const recentRing = 8
 // maxRecentKeys bounds the streams and users remembered; past it the cache starts over.
 const maxRecentKeys = 200000
 
+// maxTrust is how long the cache believes a tail or a read state without
+// hearing of the stream or user again. Wake-ups can be lost without the
+// subscription failing (a PUBLISH refused, a cluster bus link reset), and
+// a lost one must not leave polls sleeping past a message for good: past
+// this age, the next poll reads Redis and the cache starts over from it.
+const maxTrust = 15 * time.Second
+
 // maxRecentBytes bounds the message bytes held in rings; past it every
 // ring is emptied (tails and states stay: they are small).
 const maxRecentBytes = 32 << 20
@@ -48,6 +56,7 @@ type recentStream struct {
 	gen       uint64
 	tail      entryID
 	tailKnown bool
+	confirmed time.Time // when the tail was last learnt
 	ring      [recentRing]recentEntry
 	next      int // ring slot for the next entry
 }
@@ -62,13 +71,14 @@ type recentEntry struct {
 }
 
 type recentUser struct {
-	gen   uint64
-	st    *userState // nil: not known
-	until time.Time  // zero: the count cannot go stale by expiry
+	gen    uint64
+	st     *userState // nil: not known
+	until  time.Time  // zero: the count cannot go stale by expiry
+	loaded time.Time  // when st was read from Redis
 }
 
 func newRecentCache(live func() bool) *recentCache {
-	return &recentCache{live: live, streams: map[string]*recentStream{}, users: map[string]*recentUser{}}
+	return &recentCache{live: live, trust: maxTrust, streams: map[string]*recentStream{}, users: map[string]*recentUser{}}
 }
 
 // wake is a parsed wake-up for a new entry (see publishScript).
@@ -137,8 +147,11 @@ func (c *recentCache) stream(key string) *recentStream {
 	s := c.streams[key]
 	if s == nil {
 		if len(c.streams) >= maxRecentKeys {
+			// A new epoch: a snapshot taken before the clear must not
+			// match an entry recreated after it.
 			clear(c.streams)
 			c.bytes = 0
+			c.epoch++
 		}
 		s = &recentStream{}
 		c.streams[key] = s
@@ -160,6 +173,7 @@ func (c *recentCache) user(u string) *recentUser {
 	if e == nil {
 		if len(c.users) >= maxRecentKeys {
 			clear(c.users)
+			c.epoch++
 		}
 		e = &recentUser{}
 		c.users[u] = e
@@ -177,6 +191,7 @@ func (c *recentCache) added(w wake, inboxUser string) {
 	if !s.tailKnown || s.tail.less(w.id) {
 		s.tail, s.tailKnown = w.id, true
 	}
+	s.confirmed = time.Now()
 	if c.bytes+w.size > maxRecentBytes {
 		for _, o := range c.streams {
 			o.ring = [recentRing]recentEntry{}
@@ -251,7 +266,7 @@ func (c *recentCache) after(key string, pos entryID, count int, inbox bool) (rep
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.streams[key]
-	if s == nil || !s.tailKnown {
+	if s == nil || !s.tailKnown || time.Since(s.confirmed) > c.trust {
 		return nil, false, false
 	}
 	if !pos.less(s.tail) {
@@ -300,6 +315,7 @@ func (c *recentCache) putTail(key string, tail entryID, at countGen) {
 	if !s.tailKnown || s.tail.less(tail) {
 		s.tail, s.tailKnown = tail, true
 	}
+	s.confirmed = time.Now()
 }
 
 // state returns a copy of the user's cached read state, safe for the
@@ -311,7 +327,7 @@ func (c *recentCache) state(u string, now time.Time) (*userState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.users[u]
-	if e == nil || e.st == nil || (!e.until.IsZero() && !now.Before(e.until)) {
+	if !e.valid(now, c.trust) {
 		return nil, false
 	}
 	st := *e.st
@@ -327,8 +343,13 @@ func (c *recentCache) hasState(u string, now time.Time) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.users[u]
-	return e != nil && e.st != nil && (e.until.IsZero() || now.Before(e.until))
+	return c.users[u].valid(now, c.trust)
+}
+
+// valid tells whether the entry holds a state that is still good at now
+// (expiry, by the store's clock) and still trusted (age, by the wall clock).
+func (e *recentUser) valid(now time.Time, trust time.Duration) bool {
+	return e != nil && e.st != nil && (e.until.IsZero() || now.Before(e.until)) && time.Since(e.loaded) <= trust
 }
 
 // userGen returns the user's generation; take it before reading Redis.
@@ -352,5 +373,5 @@ func (c *recentCache) putState(u string, st *userState, until time.Time, at coun
 	}
 	cp := *st
 	cp.inboxUnread, cp.newest, cp.allInbox = nil, nil, false
-	e.st, e.until = &cp, until
+	e.st, e.until, e.loaded = &cp, until, time.Now()
 }

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseWake(t *testing.T) {
@@ -280,5 +282,38 @@ func TestOwnReadMarkSeenAtOnce(t *testing.T) {
 			t.Fatalf("after the read mark: read %v, unread %d; want true, 0", res.Messages[0].Read, res.Unread)
 		}
 		hold.Store(false)
+	})
+}
+
+// TestLostWakeupHeals checks that a message whose wake-up never arrived
+// (written here without one) still reaches waiting polls once the cache's
+// trust in the old tail runs out.
+func TestLostWakeupHeals(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s := newStore(t, b.rdb, Options{}, func(s *Store) { s.recent.trust = 300 * time.Millisecond })
+		r := Reader{User: "lost"}
+		c := tail(t, s, r)
+		toUser(t, s, r.User, "seen") // the cache now knows the inbox's tail
+		res := await(t, goPoll(ctx, s, r, PollOptions{Cursor: c, Wait: 5 * time.Second}), 5*time.Second)
+		c = res.Cursor
+		id, err := b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.k.inbox(r.User), Values: []string{"type", "t", "title", "silent"}}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			res := await(t, goPoll(ctx, s, r, PollOptions{Cursor: c, Wait: 200 * time.Millisecond}), 5*time.Second)
+			if len(res.Messages) > 0 {
+				if got := entryOf(t, res.Messages[0].ID); got != id {
+					t.Fatalf("got entry %s, want %s", got, id)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a message whose wake-up was lost never reached waiting polls")
+			}
+		}
 	})
 }

@@ -9,14 +9,16 @@ import "github.com/redis/go-redis/v9"
 // finds nothing (no entry was written): never a second copy.
 //
 // The wake-up describes the new entry: "key\nid\nprev\nunread\nexpires\n"
-// followed by the fields as "<len>:<bytes>" each (or "-" when they are
-// large), where prev is the entry before it (the position a client that
+// followed by the fields as "<len>:<bytes>" each (or "-" when the caller
+// leaves them out: large messages, or large fan-outs, whose wake-ups
+// together could overrun the subscribers' output buffers), where prev is the entry before it (the position a client that
 // had read everything holds) and unread is the inbox's unread count (-1
 // for shared streams). Instances answer waiting polls from it without
 // reading Redis (see recentCache). It is sent last, with pcall: a refused
 // PUBLISH (an ACL without the channel) must not turn a stored message into
 // an error whose retry would store it twice; waiting polls then find the
-// message at their next poll instead of at once.
+// message once their instance stops trusting its cached tail (maxTrust)
+// instead of at once.
 //
 // When trimming removes entries, the script records the stream's trim
 // mark M: every removed entry is at or below M, so a cursor below M has
@@ -28,7 +30,8 @@ import "github.com/redis/go-redis/v9"
 // runs when the oldest entry is old enough to go.
 //
 // KEYS: stream, idem, trim mark[, unread, expiring]  (the last two for user inboxes)
-// ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel, field, value, …
+// ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel,
+// inline (1 = put the fields in the wake-up), field, value, …
 // Returns {entryID, created(0|1)}.
 var publishScript = redis.NewScript(luaIDHelpers + `
 if ARGV[1] == '1' then
@@ -36,11 +39,7 @@ if ARGV[1] == '1' then
   if prev then return {prev, 0} end
 end
 local fields = {}
-local size = 0
-for i = 7, #ARGV do
-  fields[#fields+1] = ARGV[i]
-  size = size + #ARGV[i]
-end
+for i = 8, #ARGV do fields[#fields+1] = ARGV[i] end
 local tail0 = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev
 if #tail0 > 0 then prev = tail0[1][1] else prev = redis.call('GET', KEYS[3]) or '0-0' end
@@ -75,7 +74,7 @@ if #KEYS >= 5 then
   unread = redis.call('ZCARD', KEYS[4])
 end
 local msg = {KEYS[1], id, prev, unread, ARGV[5]}
-if size <= 4096 then
+if ARGV[7] == '1' then
   local enc = {}
   for i, f in ipairs(fields) do enc[i] = #f .. ':' .. f end
   msg[6] = table.concat(enc)
@@ -207,4 +206,14 @@ local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local newest = '0-0'
 if #last > 0 then newest = last[1][1] end
 return {n, soonest, newest}
+`)
+
+// wakeStateScript publishes a read-state wake-up. It is a script only so
+// that it names the user's read key: in a cluster it then runs on the node
+// that holds the user's inbox, after that node's earlier inbox wake-ups,
+// and instances see the two in the order they happened.
+//
+// KEYS: the user's read key; ARGV: wake channel.
+var wakeStateScript = redis.NewScript(`
+return redis.call('PUBLISH', ARGV[1], KEYS[1])
 `)

@@ -71,6 +71,11 @@ func (s *Store) cachedState(ctx context.Context, user string) (*userState, error
 	if st, ok := s.recent.state(user, s.opt.Now()); ok {
 		return st, nil
 	}
+	return s.freshState(ctx, user)
+}
+
+// freshState reads the user's read state from Redis and caches it.
+func (s *Store) freshState(ctx context.Context, user string) (*userState, error) {
 	at := s.recent.userGen(user)
 	st, err := s.loadState(ctx, user)
 	if err != nil {

@@ -104,7 +104,13 @@ func (s *Store) onWake(key, payload string) {
 		s.recent.userChanged(u, s.k.inbox(u))
 		return
 	}
+	// A wake-up that does not describe its entry (from an instance that
+	// does not send them): forget what is known of the stream, and for an
+	// inbox the user's unread count too.
 	s.recent.changed(key)
+	if u, ok := s.k.inboxUser(key); ok {
+		s.recent.userChanged(u, key)
+	}
 }
 
 // Close stops the store's pipeline workers. Calls after Close fail.
@@ -118,7 +124,7 @@ func (s *Store) Hub() *Hub { return s.hub }
 // and retried), but the first large publish after a Redis start would run
 // twice: once to find the script missing, once for real.
 func (s *Store) LoadScripts(ctx context.Context) error {
-	for _, sc := range []*redis.Script{publishScript, readScript, stateScript, tailScript, sharedUnreadScript} {
+	for _, sc := range []*redis.Script{publishScript, readScript, stateScript, tailScript, sharedUnreadScript, wakeStateScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return wrapRedis("script load", err)
 		}
