@@ -10,7 +10,8 @@
 # Scenarios: (1) users: 2000 users x 2 clients at 5,000 msg/s for 10 s;
 # (2) rate ladder 5k/10k/15k/20k msg/s, stopping when p99 > 50 ms, a message
 # is lost or the rate is not reached (halving down from 5k when even that is
-# not sustained); (3) 15,000 waiting polls for 20 s (RSS, Redis connections);
+# not sustained), then two bisection steps between the best rate sustained
+# and the lowest that was not; (3) 15,000 waiting polls for 20 s (RSS, Redis connections);
 # (4) one broadcast to 10,000 waiting clients; (5) one publish to 10,000
 # listed recipients. Nchan gets (1)-(4); (5) has no Nchan equivalent.
 #
@@ -221,7 +222,7 @@ passes() { # JSON file, target rate: sustained without loss and within the p99 l
 }
 
 ladder() { # target, extra loadgen args...
-	local target=$1 rate best=0 pubs
+	local target=$1 rate best=0 fail=0 pubs mid
 	shift
 	for rate in "${LADDER[@]}"; do
 		pubs=$((rate / 100 < 32 ? 32 : (rate / 100 > 200 ? 200 : rate / 100)))
@@ -231,6 +232,7 @@ ladder() { # target, extra loadgen args...
 			best=$rate
 		else
 			log "[$target] $rate msg/s not sustained (p99 > ${P99_LIMIT_MS} ms, loss or rate below 95%); stopping the ladder"
+			fail=$rate
 			break
 		fi
 	done
@@ -239,7 +241,18 @@ ladder() { # target, extra loadgen args...
 	while ((best == 0 && rate / 2 >= LADDER_MIN)); do
 		rate=$((rate / 2))
 		run_lg "$target" "ladder-$rate" -mode users -users "$U1" -clients "$K1" -rate "$rate" -duration "$D1" "$@"
-		if passes "$tmp/$target-ladder-$rate.json" "$rate"; then best=$rate; fi
+		if passes "$tmp/$target-ladder-$rate.json" "$rate"; then best=$rate; else fail=$rate; fi
+	done
+	# Two bisection steps between the best rate sustained and the lowest
+	# that was not (in steps of 125 msg/s).
+	for _ in 1 2; do
+		((best > 0 && fail > best)) || break
+		mid=$(((best + fail) / 2 / 125 * 125))
+		((mid > best && mid < fail)) || break
+		pubs=$((mid / 100 < 32 ? 32 : (mid / 100 > 200 ? 200 : mid / 100)))
+		run_lg "$target" "ladder-$mid" -mode users -users "$U1" -clients "$K1" -rate "$mid" -duration "$D1" \
+			-publishers "$pubs" "$@"
+		if passes "$tmp/$target-ladder-$mid.json" "$mid"; then best=$mid; else fail=$mid; fi
 	done
 	if ((best == 0)); then best="< $rate"; fi
 	echo "$best" >"$tmp/$target-best"
