@@ -29,6 +29,7 @@ type recentCache struct {
 	mu      sync.Mutex
 	live    func() bool
 	trust   time.Duration // maxTrust; shorter in tests
+	stTrust time.Duration // maxStateTrust
 	epoch   uint64
 	streams map[string]*recentStream
 	users   map[string]*recentUser
@@ -41,12 +42,20 @@ const recentRing = 8
 // maxRecentKeys bounds the streams and users remembered; past it the cache starts over.
 const maxRecentKeys = 200000
 
-// maxTrust is how long the cache believes a tail or a read state without
-// hearing of the stream or user again. Wake-ups can be lost without the
-// subscription failing (a PUBLISH refused, a cluster bus link reset), and
-// a lost one must not leave polls sleeping past a message for good: past
-// this age, the next poll reads Redis and the cache starts over from it.
+// maxTrust is how long the cache believes a stream's tail without hearing
+// of the stream again. Wake-ups can be lost without the subscription
+// failing (a PUBLISH refused, a cluster bus link reset), and a lost one
+// must not leave polls sleeping past a message for good: past this age,
+// the next poll reads Redis and the cache starts over from it.
 const maxTrust = 15 * time.Second
+
+// maxStateTrust is the same for a user's read state, read from Redis at
+// most this long ago. A lost read-state wake-up costs only a stale badge,
+// so the bound is longer: reloading states often would put the loads back
+// where they hurt, at the moment a broadcast wakes every poll at once.
+// Polls reload a state half this old when they start (hasState), so that
+// it stays good for a whole wait (at most a minute).
+const maxStateTrust = 2 * time.Minute
 
 // maxRecentBytes bounds the message bytes held in rings; past it every
 // ring is emptied (tails and states stay: they are small).
@@ -78,7 +87,7 @@ type recentUser struct {
 }
 
 func newRecentCache(live func() bool) *recentCache {
-	return &recentCache{live: live, trust: maxTrust, streams: map[string]*recentStream{}, users: map[string]*recentUser{}}
+	return &recentCache{live: live, trust: maxTrust, stTrust: maxStateTrust, streams: map[string]*recentStream{}, users: map[string]*recentUser{}}
 }
 
 // wake is a parsed wake-up for a new entry (see publishScript).
@@ -327,7 +336,7 @@ func (c *recentCache) state(u string, now time.Time) (*userState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.users[u]
-	if !e.valid(now, c.trust) {
+	if !e.valid(now, c.stTrust) {
 		return nil, false
 	}
 	st := *e.st
@@ -336,14 +345,15 @@ func (c *recentCache) state(u string, now time.Time) (*userState, bool) {
 	return &st, true
 }
 
-// hasState tells whether the user's read state is cached and valid.
+// hasState tells whether the user's read state is cached and young enough
+// to last through a poll's wait (see maxStateTrust).
 func (c *recentCache) hasState(u string, now time.Time) bool {
 	if !c.live() {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.users[u].valid(now, c.trust)
+	return c.users[u].valid(now, c.stTrust/2)
 }
 
 // valid tells whether the entry holds a state that is still good at now
