@@ -157,7 +157,7 @@ func (s *Store) Delete(ctx context.Context, r Reader, id string) error {
 // wakeState tells every instance that a user's read state changed. It is
 // sent after the change has committed, from the user's own node (see
 // wakeStateScript). A lost wake-up costs only badge freshness (other
-// instances trust their cached state for maxTrust at most), so its error
+// instances trust their cached state for maxStateTrust at most), so its error
 // is not the caller's failure. This instance's caches are
 // told at once, so its polls see the change even before the wake-up
 // comes back.
