@@ -223,6 +223,10 @@ skip() {
 # checks exist, so new checks can be added here before their code lands.
 # ---------------------------------------------------------------------------
 extra_checks() {
+	# Measurements the race detector distorts (it enlarges stack frames)
+	# run once more without it.
+	step "go test -count=1 -run 'WithoutRace' ./..." go test -count=1 -run 'WithoutRace' ./...
+
 	# Fuzzing: every `func FuzzXxx` in a *_test.go file runs for $FUZZTIME.
 	if [ "$FUZZTIME" = 0 ] || [ "$FUZZTIME" = off ]; then
 		skip "fuzzing (FUZZTIME=$FUZZTIME)"

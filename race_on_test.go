@@ -1,0 +1,6 @@
+//go:build race
+
+package main
+
+// raceEnabled tells tests whose measurements the race detector distorts to skip.
+const raceEnabled = true
