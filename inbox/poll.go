@@ -90,10 +90,11 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 	}
 
 	// The unread count is computed only when answering, never before a
-	// wait: a poll that goes on to sleep costs one round trip at most, and
-	// none when the instance's cache knows its streams hold nothing newer.
-	// Only a waiting poll may trust the cache: a wake-up it has not seen
-	// yet wakes it, while a poll answering at once would miss the message.
+	// wait: a poll that goes on to sleep reads its streams once at most,
+	// and not at all when the instance's cache knows they hold nothing
+	// newer (plus, now and then, the read state below). Only a waiting
+	// poll may trust the cache: a wake-up it has not seen yet wakes it,
+	// while a poll answering at once would miss the message.
 	cached := o.Wait > 0
 	if cached && !s.recent.hasState(r.User, s.opt.Now()) {
 		// Load the read state now, while nothing is urgent, rather than
@@ -115,9 +116,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 	res := PollResult{}
 	var st *userState // the latest state read, if still current
 	stateChanged, stopping := false, false
-	// Every way out but an error breaks to the one answer below: each
-	// call site of finish would add its own result space to this frame,
-	// which stays on the stack for as long as the poll waits.
+	// Every way out but an error breaks to the one answer below.
 wait:
 	for {
 		if len(toRead) > 0 {
