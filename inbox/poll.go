@@ -101,7 +101,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		// when a broadcast wakes this poll together with thousands of
 		// others that would all need theirs at the same moment. The
 		// instance keeps it (wake-ups keep it current) for later polls.
-		if _, err := s.cachedState(ctx, r.User); err != nil {
+		if _, err := s.freshState(ctx, r.User); err != nil {
 			return PollResult{}, err
 		}
 	}
@@ -187,6 +187,10 @@ wait:
 	return out, nil
 }
 
+// emptyRead is a read that found nothing, as readScript answers it. It is
+// shared (never modified): most polls' reads are this.
+var emptyRead = []any{"", []any(nil), []any(nil)}
+
 // newPositions is kept out of line so that the map is not placed in
 // Poll's frame, which stays on the stack for the whole wait.
 //
@@ -266,11 +270,10 @@ func (s *Store) fetch(ctx context.Context, user string, toRead []stream, pos pos
 		var tailGen countGen
 		if cached {
 			if reply, upToDate, ok := s.recent.after(st.key, pos[st.name], limit+1, st.kind == 'u'); ok {
-				if !upToDate {
-					out[i] = reply
-				} else {
-					out[i] = []any{"", []any(nil), []any(nil)}
+				if upToDate {
+					reply = emptyRead
 				}
+				out[i] = reply
 				continue
 			}
 			tailGen = s.recent.streamGen(st.key)

@@ -21,7 +21,7 @@ const scopeKey ctxKey = 0
 // request keeps the per-request allocations down: every poll answer is a
 // request, so this path runs thousands of times a second.
 type scope struct {
-	id        xid.ID
+	id        string // request id (an xid)
 	base      *zerolog.Logger
 	route     string
 	user      string
@@ -43,7 +43,7 @@ func scopeOf(r *http.Request) *scope {
 // request id. It is built only when something is about to be logged.
 func logOf(r *http.Request) *zerolog.Logger {
 	sc := scopeOf(r)
-	l := sc.base.With().Str("req_id", sc.id.String()).Logger()
+	l := sc.base.With().Str("req_id", sc.id).Logger()
 	return &l
 }
 
@@ -61,8 +61,8 @@ func routeLabel(route string, next http.Handler) http.Handler {
 // access_token.
 func requestScope(log zerolog.Logger, m *Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sc := &scope{id: xid.New(), base: &log}
-		w.Header()["X-Request-Id"] = []string{sc.id.String()}
+		sc := &scope{id: xid.New().String(), base: &log}
+		w.Header()["X-Request-Id"] = []string{sc.id}
 		r = r.WithContext(context.WithValue(r.Context(), scopeKey, sc))
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -83,7 +83,7 @@ func requestScope(log zerolog.Logger, m *Metrics, next http.Handler) http.Handle
 		if ev == nil { // level disabled: skip building the line
 			return
 		}
-		ev = ev.Str("req_id", sc.id.String()).Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
+		ev = ev.Str("req_id", sc.id).Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
 			Int("status", rec.status).Int("size", rec.size).Dur("duration", time.Since(start))
 		if q := redactQuery(r.URL.RawQuery); q != "" {
 			ev = ev.Str("query", q)

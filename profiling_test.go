@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"net/http"
 	"net/url"
 	"runtime"
 	"testing"
@@ -65,5 +66,33 @@ func TestWaitingPollStackWithoutRace(t *testing.T) {
 	// background reader, smaller); grown to 16 KiB the first alone exceeds this.
 	if per > 14 {
 		t.Errorf("stack per waiting poll %.1f KiB, want at most 14 KiB", per)
+	}
+}
+
+// TestPprofOnlyWhereAsked checks that pprof is served on its own address
+// when POLLBOX_PPROF_ADDR is set, and never on the API's.
+func TestPprofOnlyWhereAsked(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // a free port for pollbox to take
+	secret := newSecret(t)
+	in := startInstance(t, baseEnv(secret, redistest.Prefix(t), "POLLBOX_REDIS_URL", redistest.URL(t),
+		"POLLBOX_PPROF_ADDR", addr))
+	hc := newHTTPClient(t)
+	for _, tc := range []struct {
+		base string
+		want int
+	}{{"http://" + addr, http.StatusOK}, {in.base, http.StatusNotFound}} {
+		res, err := do(hc, "GET", tc.base+"/debug/pprof/", "", nil, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != tc.want {
+			t.Errorf("GET %s/debug/pprof/: status %d, want %d", tc.base, res.Status, tc.want)
+		}
 	}
 }
