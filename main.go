@@ -170,12 +170,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		scheme = "https"
 	}
-	base := scheme + "://" + displayAddr(ln.Addr())
-	log.Info().Str("addr", ln.Addr().String()).Str("url", base).Bool("embedded_redis", dev != nil).Msg("pollbox listening")
-	fmt.Fprintf(stdout, "pollbox listening on %s\n", base)
-	if dev != nil {
-		dev.announce(stdout, base)
-	}
+	// pprof binds before the listening line is printed, so whoever waits
+	// for that line finds both addresses ready.
 	if cfg.PprofAddr != "" {
 		stopPprof, err := servePprof(cfg.PprofAddr, log)
 		if err != nil {
@@ -183,6 +179,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		defer stopPprof()
+	}
+	base := scheme + "://" + displayAddr(ln.Addr())
+	log.Info().Str("addr", ln.Addr().String()).Str("url", base).Bool("embedded_redis", dev != nil).Msg("pollbox listening")
+	fmt.Fprintf(stdout, "pollbox listening on %s\n", base)
+	if dev != nil {
+		dev.announce(stdout, base)
 	}
 
 	errc := make(chan error, 1)
