@@ -13,6 +13,24 @@ const (
 	maxInlineFanout = 2 << 20
 )
 
+// wakeFields encodes entry fields the way wake-ups carry them, as
+// "<len>:<bytes>" each (see publishScript). It is built once here rather
+// than in the script, which would redo it for every recipient.
+func wakeFields(fv []any) string {
+	n := 0
+	for _, v := range fv {
+		n += len(v.(string)) + 8
+	}
+	b := make([]byte, 0, n)
+	for _, v := range fv {
+		str := v.(string)
+		b = strconv.AppendInt(b, int64(len(str)), 10)
+		b = append(b, ':')
+		b = append(b, str...)
+	}
+	return string(b)
+}
+
 // MaxRecipients is the default cap on users in one publish.
 const MaxRecipients = 10000
 
@@ -105,9 +123,9 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 			size += len(str)
 		}
 	}
-	inline := "0"
+	inline := "-"
 	if size <= maxInlineFields && size*len(streams) <= maxInlineFanout {
-		inline = "1"
+		inline = wakeFields(fv)
 	}
 	base := []any{useIdem, int64(s.opt.IdempotentFor.Seconds()), s.opt.MaxLen, minID, expiresAt, s.k.wake(), inline}
 	args := append(base, fv...)

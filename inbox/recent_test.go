@@ -38,6 +38,26 @@ func TestParseWake(t *testing.T) {
 	}
 }
 
+// TestWakeFieldsRoundTrip checks that fields encoded for a wake-up by
+// Publish come back unchanged from parseWake.
+func TestWakeFieldsRoundTrip(t *testing.T) {
+	t.Parallel()
+	tests := [][]any{
+		{"type", "notification"},
+		{"type", "x", "title", "通知", "body", "a\nb:3:c", "data", `{"k":[1,2]}`},
+		{"type", "", "body", ""},
+	}
+	for _, fv := range tests {
+		got, ok := parseWake("k\n2-0\n1-0\n1\n0\n" + wakeFields(fv))
+		if !ok {
+			t.Fatalf("parseWake refused the encoding of %q", fv)
+		}
+		if f, _ := got.raw[1].([]any); !reflect.DeepEqual(f, fv) {
+			t.Errorf("fields %q came back as %q", fv, f)
+		}
+	}
+}
+
 // TestRecentAfter checks the chain rule: entries come from the cache only
 // as an unbroken chain from the position to the known tail.
 func TestRecentAfter(t *testing.T) {

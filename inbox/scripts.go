@@ -11,8 +11,9 @@ import "github.com/redis/go-redis/v9"
 // The wake-up describes the new entry: "key\nid\nprev\nunread\nexpires\n"
 // followed by the fields as "<len>:<bytes>" each (or "-" when the caller
 // leaves them out: large messages, or large fan-outs, whose wake-ups
-// together could overrun the subscribers' output buffers), where prev is the entry before it (the position a client that
-// had read everything holds) and unread is the inbox's unread count (-1
+// together could overrun the subscribers' output buffers), where prev is
+// the entry before it (the position a client that had read everything
+// holds) and unread is the inbox's unread count (-1
 // for shared streams). Instances answer waiting polls from it without
 // reading Redis (see recentCache). It is sent last, with pcall: a refused
 // PUBLISH (an ACL without the channel) must not turn a stored message into
@@ -31,20 +32,18 @@ import "github.com/redis/go-redis/v9"
 //
 // KEYS: stream, idem, trim mark[, unread, expiring]  (the last two for user inboxes)
 // ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel,
-// inline (1 = put the fields in the wake-up), field, value, …
+// the fields as the wake-up carries them (or "-"; see wakeFields), field, value, …
 // Returns {entryID, created(0|1)}.
 var publishScript = redis.NewScript(luaIDHelpers + `
 if ARGV[1] == '1' then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {prev, 0} end
 end
-local fields = {}
-for i = 8, #ARGV do fields[#fields+1] = ARGV[i] end
 local tail0 = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev
 if #tail0 > 0 then prev = tail0[1][1] else prev = redis.call('GET', KEYS[3]) or '0-0' end
 local len0 = redis.call('XLEN', KEYS[1])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 8))
 -- The length cap can only have trimmed if the stream was at the cap.
 local trimmed = len0 >= tonumber(ARGV[3]) and redis.call('XLEN', KEYS[1]) <= len0
 -- Age trimming costs next to nothing when there is nothing to trim.
@@ -73,15 +72,7 @@ if #KEYS >= 5 then
   end
   unread = redis.call('ZCARD', KEYS[4])
 end
-local msg = {KEYS[1], id, prev, unread, ARGV[5]}
-if ARGV[7] == '1' then
-  local enc = {}
-  for i, f in ipairs(fields) do enc[i] = #f .. ':' .. f end
-  msg[6] = table.concat(enc)
-else
-  msg[6] = '-'
-end
-redis.pcall('PUBLISH', ARGV[6], table.concat(msg, '\n'))
+redis.pcall('PUBLISH', ARGV[6], table.concat({KEYS[1], id, prev, unread, ARGV[5], ARGV[7]}, '\n'))
 return {id, 1}
 `)
 
