@@ -5,7 +5,7 @@
 #
 #   scripts/bench.sh                  full run (5-10 minutes with Nchan)
 #   BENCH_QUICK=1 scripts/bench.sh    small smoke-test version of every scenario
-#   BENCH_TARGETS=pollbox             skip the Nchan comparison (or: nchan)
+#   BENCH_TARGETS=pollbox             skip the comparisons (default pollbox,nchan,floor)
 #
 # Scenarios: (1) users: 2000 users x 2 clients at 5,000 msg/s for 10 s;
 # (2) rate ladder 5k/10k/15k/20k msg/s, stopping when p99 > 50 ms, a message
@@ -14,6 +14,9 @@
 # and the lowest that was not; (3) 15,000 waiting polls for 20 s (RSS, Redis connections);
 # (4) one broadcast to 10,000 waiting clients; (5) one publish to 10,000
 # listed recipients. Nchan gets (1)-(4); (5) has no Nchan equivalent.
+# "floor" (scripts/floor) is the least a net/http long-poll server can do:
+# in-memory, no Redis, no checks. It gets (1), (2), (4) and (5) and shows
+# how much of each figure is the machine and net/http rather than pollbox.
 #
 # The server, Redis and the load generator share this machine's CPUs: the
 # report shows each one's CPU use, and the numbers are only as good as the
@@ -22,7 +25,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 QUICK=${BENCH_QUICK:-0}
-TARGETS=${BENCH_TARGETS:-pollbox,nchan}
+TARGETS=${BENCH_TARGETS:-pollbox,nchan,floor}
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 P99_LIMIT_MS=50
 
@@ -186,6 +189,9 @@ log "building"
 go build -o "$tmp/loadgen" ./scripts/loadgen
 if [[ ,$TARGETS, == *,pollbox,* ]]; then
 	go build -o "$tmp/pollbox" .
+fi
+if [[ ,$TARGETS, == *,floor,* ]]; then
+	go build -o "$tmp/floor" ./scripts/floor
 fi
 
 # ---------------------------------------------------------------- redis
@@ -370,6 +376,26 @@ EOF
 	fi
 fi
 
+# ---------------------------------------------------------------- floor
+if [[ ,$TARGETS, == *,floor,* ]]; then
+	free_port FPORT
+	"$tmp/floor" -addr "127.0.0.1:$FPORT" >"$tmp/floor.log" 2>&1 &
+	floor_pid=$!
+	pids+=("$floor_pid")
+	floor_up() { [[ $(http_status /metrics "$FPORT") == 200 ]]; }
+	if wait_for "floor on port $FPORT" 15 floor_up; then
+		log "floor (pid $floor_pid) on 127.0.0.1:$FPORT"
+		FL=(-url "http://127.0.0.1:$FPORT" -secret unused -pub-token floor:unused -pid "$floor_pid")
+		run_lg floor users -mode users -users "$U1" -clients "$K1" -rate "$R1" -duration "$D1" "${FL[@]}"
+		ladder floor "${FL[@]}"
+		run_lg floor broadcast -mode broadcast -users "$BU" -clients 2 "${FL[@]}" -drain "$FANOUT_DRAIN"
+		run_lg floor batch -mode batch -users "$TU" -clients 1 "${FL[@]}" -drain "$FANOUT_DRAIN"
+	else
+		cat "$tmp/floor.log" >&2
+	fi
+	stop_proc floor "$floor_pid" "$tmp/floor.log"
+fi
+
 # ---------------------------------------------------------------- report
 num() { # number with at most 1 decimal; "-" when empty
 	[[ -z ${1:-} ]] && { echo "-"; return; }
@@ -424,7 +450,7 @@ for r in "${results[@]}"; do
 	row "$t" "$s" "$js"
 done
 echo
-for t in pollbox nchan; do
+for t in pollbox nchan floor; do
 	[[ -f $tmp/$t-best ]] && echo "Highest sustained rate ($t, ${U1}×${K1} clients, p99 ≤ ${P99_LIMIT_MS} ms, no loss): $(cat "$tmp/$t-best") msg/s"
 done
 
