@@ -43,12 +43,13 @@ func newBatcher(rdb redis.UniversalClient, workers int, timeout time.Duration) *
 
 // do runs calls and returns one result or error per call. It returns early
 // with ctx's error if ctx ends first, or with context.DeadlineExceeded
-// after wait, however long ctx allows; the calls may still run. (A timer
+// after the batcher's timeout, however long ctx allows; the calls may
+// still run. (A timer
 // rather than a derived context: that would register with the request's
 // context on every call, and this runs for most requests.)
-func (b *batcher) do(ctx context.Context, calls []scriptCall, wait time.Duration) ([]any, []error, error) {
+func (b *batcher) do(ctx context.Context, calls []scriptCall) ([]any, []error, error) {
 	r := &batchReq{calls: calls, out: make([]any, len(calls)), errs: make([]error, len(calls)), done: make(chan struct{})}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(b.timeout)
 	defer t.Stop()
 	select {
 	case b.queue <- r:

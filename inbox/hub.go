@@ -68,12 +68,7 @@ type hubShard struct {
 
 // shard returns the shard holding key's waiters.
 func (h *Hub) shard(key string) *hubShard {
-	// FNV-1a: cheap and good enough to spread keys over the shards.
-	x := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		x = (x ^ uint32(key[i])) * 16777619
-	}
-	return &h.shards[x%hubShards]
+	return &h.shards[groupHash(key)%hubShards]
 }
 
 // NewHub returns a hub for the given wake channel. Call Run to start it.

@@ -96,15 +96,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 	// poll may trust the cache: a wake-up it has not seen yet wakes it,
 	// while a poll answering at once would miss the message.
 	cached := o.Wait > 0
-	if cached && !s.recent.hasState(r.User, s.opt.Now()) {
-		// Load the read state now, while nothing is urgent, rather than
-		// when a broadcast wakes this poll together with thousands of
-		// others that would all need theirs at the same moment. The
-		// instance keeps it (wake-ups keep it current) for later polls.
-		if _, err := s.freshState(ctx, r.User); err != nil {
-			return PollResult{}, err
-		}
-	}
+	preloaded := false
 
 	var timer <-chan time.Time
 	if o.Wait > 0 {
@@ -139,9 +131,24 @@ wait:
 		if o.Wait <= 0 || stateChanged {
 			break
 		}
+		if !preloaded && s.recent.needsState(r.User, s.opt.Now()) {
+			// About to sleep: load the read state now, while nothing is
+			// urgent, rather than when a broadcast wakes this poll together
+			// with thousands of others that would all need theirs at the
+			// same moment. The instance keeps it (wake-ups keep it current)
+			// for later polls. A wake-up that lands meanwhile is waiting on
+			// w.C.
+			preloaded = true
+			if _, err := s.freshState(ctx, r.User); err != nil {
+				return PollResult{}, err
+			}
+		}
 		select {
 		case <-w.C:
 		case <-timer:
+			// The state read before the wait may be a wait old (entries
+			// may have expired since): answer with a current one.
+			st = nil
 			break wait
 		case <-o.Stop:
 			stopping = true

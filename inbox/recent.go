@@ -53,8 +53,8 @@ const maxTrust = 15 * time.Second
 // most this long ago. A lost read-state wake-up costs only a stale badge,
 // so the bound is longer: reloading states often would put the loads back
 // where they hurt, at the moment a broadcast wakes every poll at once.
-// Polls reload a state half this old when they start (hasState), so that
-// it stays good for a whole wait (at most a minute).
+// Polls about to wait reload a state half this old (needsState), so that
+// it stays good for the whole wait (at most a minute).
 const maxStateTrust = 2 * time.Minute
 
 // maxRecentBytes bounds the message bytes held in rings; past it every
@@ -345,15 +345,17 @@ func (c *recentCache) state(u string, now time.Time) (*userState, bool) {
 	return &st, true
 }
 
-// hasState tells whether the user's read state is cached and young enough
-// to last through a poll's wait (see maxStateTrust).
-func (c *recentCache) hasState(u string, now time.Time) bool {
+// needsState tells whether loading the user's read state now would be
+// kept, and is wanted: the cache is live (a load while it is not would be
+// thrown away) and holds no state young enough to last through a poll's
+// wait (see maxStateTrust).
+func (c *recentCache) needsState(u string, now time.Time) bool {
 	if !c.live() {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.users[u].valid(now, c.stTrust/2)
+	return !c.users[u].valid(now, c.stTrust/2)
 }
 
 // valid tells whether the entry holds a state that is still good at now

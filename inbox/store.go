@@ -154,7 +154,7 @@ func (s *Store) evalPipe(ctx context.Context, calls []scriptCall) ([]any, error)
 	s.scripts.Add(int64(len(calls)))
 	// However long the caller is prepared to wait, a call that Redis does
 	// not answer in time fails (and the caller answers 503) rather than hang.
-	out, errs, err := s.batch.do(ctx, calls, s.opt.CallTimeout)
+	out, errs, err := s.batch.do(ctx, calls)
 	if err != nil {
 		return nil, wrapRedis("script", err)
 	}

@@ -31,6 +31,8 @@ func TestLogsNeverContainTokens(t *testing.T) {
 		query  string // expected redacted query in the log, "" for none
 	}{
 		{"header token", request{method: "GET", path: "/v1/unread", token: good}, 200, "/v1/unread", "alice", ""},
+		{"query without a token", request{method: "GET", path: "/v1/poll?timeout=0&_=17", token: good}, 200, "/v1/poll", "alice", "timeout=0&_=17"},
+		{"escaped token name", request{method: "GET", path: "/v1/unread?%61ccess_token=" + q(good)}, 200, "/v1/unread", "alice", "access_token=REDACTED"},
 		{"query token", request{method: "GET", path: "/v1/unread?_=1732550000000&access_token=" + q(other)}, 200, "/v1/unread", "bob", "_=1732550000000&access_token=REDACTED"},
 		{"query token on poll", request{method: "GET", path: "/v1/poll?timeout=0&access_token=" + q(good)}, 200, "/v1/poll", "alice", "access_token=REDACTED&timeout=0"},
 		{"forged query token", request{method: "GET", path: "/v1/poll?access_token=" + q(forged)}, 401, "/v1/poll", "", "access_token=REDACTED"},
