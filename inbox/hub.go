@@ -46,6 +46,12 @@ type Hub struct {
 	// OnLost, if set before Run, receives the error that ended a
 	// subscription (for the log). It must not block.
 	OnLost func(err error)
+
+	// Fault injection for tests (nil in production): drop, when it returns
+	// true, makes the hub behave as if a wake-up never arrived.
+	drop func(payload string) bool
+	// cur is the live subscription, so that tests can cut it (kick).
+	cur atomic.Pointer[redis.PubSub]
 }
 
 // Waiter is one waiting poll's registration.
@@ -199,6 +205,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	first := true
 	for ctx.Err() == nil {
 		ps := h.rdb.Subscribe(ctx, h.channel)
+		h.cur.Store(ps)
 		// The blocking read does not watch ctx; closing the subscription
 		// is what ends it at once when ctx ends.
 		stopClose := context.AfterFunc(ctx, func() { _ = ps.Close() })
@@ -263,11 +270,21 @@ func (h *Hub) receive(ctx context.Context, ps *redis.PubSub, first *bool, backof
 			}
 		case *redis.Message:
 			h.event("wake")
+			if h.drop != nil && h.drop(m.Payload) {
+				continue
+			}
 			h.Notify(m.Payload)
 		case *redis.Pong:
 		}
 	}
 	return ctx.Err()
+}
+
+// kick closes the live subscription, as a network failure would (tests).
+func (h *Hub) kick() {
+	if ps := h.cur.Load(); ps != nil {
+		_ = ps.Close()
+	}
 }
 
 func isTimeout(err error) bool {
