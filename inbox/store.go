@@ -26,6 +26,10 @@ type Options struct {
 	CallTimeout time.Duration
 	// MaxRecipients caps users (or groups) in one publish; default 10,000.
 	MaxRecipients int
+	// TrustFor bounds how long an instance believes what it learnt from
+	// Redis or from wake-ups (see view); default 15 s. It is the longest a
+	// lost wake-up can delay a message.
+	TrustFor time.Duration
 	// Now is the clock (tests may replace it); default time.Now.
 	Now func() time.Time
 }
@@ -55,6 +59,9 @@ func (o *Options) defaults() {
 	if o.MaxRecipients <= 0 {
 		o.MaxRecipients = MaxRecipients
 	}
+	if o.TrustFor <= 0 {
+		o.TrustFor = 15 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -83,6 +90,7 @@ func New(rdb redis.UniversalClient, opt Options) *Store {
 		batch: newBatcher(rdb, opt.Pipelines, opt.CallTimeout)}
 	s.counts = newCountCache(s.hub.Connected)
 	s.recent = newRecentCache(s.hub.Connected)
+	s.recent.trust, s.recent.stTrust = opt.TrustFor, opt.TrustFor
 	s.hub.onNotify = s.onWake
 	s.hub.onWakeAll = func() {
 		s.counts.clear()
