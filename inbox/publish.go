@@ -144,13 +144,10 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 		calls[i] = scriptCall{sc: publishScript, keys: ks, args: args}
 	}
 	res, err := s.evalPipe(ctx, calls)
-	// Counts of the shared streams written that this instance cached are
-	// stale from now on, not only once the wake-up has come back through
-	// the hub: a read that follows Publish must count the new entry.
+	// What this instance derived from the streams' content is stale from
+	// now on, not only once the wake-ups have come back through the hub.
 	for _, st := range streams {
-		if st.kind != 'u' {
-			s.counts.bump(st.key)
-		}
+		s.view.touch(st.key)
 	}
 	if err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // userState is one user's read state as of one read.
@@ -65,23 +67,16 @@ func (s *Store) loadState(ctx context.Context, user string) (*userState, error) 
 	return st, nil
 }
 
-// cachedState returns the user's read state from the instance's cache
-// (see recentCache), reading it from Redis when the cache has none.
-func (s *Store) cachedState(ctx context.Context, user string) (*userState, error) {
-	if st, ok := s.recent.state(user, s.opt.Now()); ok {
-		return st, nil
-	}
-	return s.freshState(ctx, user)
-}
-
-// freshState reads the user's read state from Redis and caches it.
+// freshState reads the user's read state from Redis and gives it to the
+// view.
 func (s *Store) freshState(ctx context.Context, user string) (*userState, error) {
-	at := s.recent.userGen(user)
+	at := s.view.userVersion(user)
+	began := time.Now()
 	st, err := s.loadState(ctx, user)
 	if err != nil {
 		return nil, err
 	}
-	s.recent.putState(user, st, st.until, at)
+	s.view.putState(user, st, at, began)
 	return st, nil
 }
 
@@ -98,122 +93,132 @@ func (st *userState) isRead(m *Message) bool {
 // unreadCount returns the reader's unread total: the inbox count kept by
 // the publish script, plus for each shared stream the live entries after
 // the user's read-up-to mark that were neither read one by one nor hidden
-// (at most UnreadScan examined per stream). Shared-stream counts come from
-// the instance's count cache when it holds them (see countCache).
-func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState) (int, error) {
+// (at most UnreadScan examined per stream). A waiting poll (cached) takes
+// shared counts from the view when it may (see view), and shares the
+// counts it must compute with the other waiting polls that need the same
+// one at the same version: a broadcast wakes thousands of polls that all
+// need it at once. Everything else counts from Redis.
+func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState, cached bool) (int, error) {
 	total := st.unreadInbox
 	now := s.opt.Now()
-	var lead, own []countCall
-	var follow []countCall
+	var direct []countCall
+	var shared []countCall
 	for _, sh := range streams {
 		if sh.kind == 'u' {
 			continue
 		}
-		w := st.readUpTo[sh.name]
-		var excl []string
-		prefix := sh.name + "."
-		for _, set := range []map[string]bool{st.seen, st.hidden} {
-			for id := range set {
-				if strings.HasPrefix(id, prefix) {
-					if e, err := parseEntryID(id[len(prefix):]); err == nil && w.less(e) {
-						excl = append(excl, e.String())
-					}
-				}
+		c := s.countCallFor(sh, st, now)
+		if cached {
+			if n, ok := s.view.count(c.key, now, c.seen); ok {
+				total += n
+				continue
 			}
-		}
-		sort.Strings(excl)
-		key := countKey{stream: sh.key, after: w.String(), excl: strings.Join(excl, ",")}
-		seen := st.newest[sh.key]
-		if n, ok := s.counts.get(key, now, seen); ok {
-			total += n
+			lead := c
+			c.ch = s.flight.DoChan(c.flightKey(), func() (any, error) {
+				// Not the caller's context: other polls wait for this count.
+				return s.countShared(context.WithoutCancel(ctx), []countCall{lead}, now)
+			})
+			shared = append(shared, c)
 			continue
 		}
-		args := []any{w.String(), s.opt.UnreadScan, ms(now)}
-		for _, e := range excl {
-			args = append(args, e)
-		}
-		c := countCall{key: key, seen: seen, call: scriptCall{sc: sharedUnreadScript, keys: []string{sh.key}, args: args}}
-		var leads bool
-		if c.f, leads = s.counts.join(key); leads {
-			lead = append(lead, c)
-		} else {
-			follow = append(follow, c)
-		}
+		direct = append(direct, c)
 	}
-	n, err := s.countShared(ctx, lead, now)
-	if err != nil {
-		return 0, err
-	}
-	total += n
-	for _, c := range follow {
+	for _, c := range shared {
+		var r singleflight.Result
 		select {
-		case <-c.f.done:
+		case r = <-c.ch:
 		case <-ctx.Done():
 			return 0, context.Cause(ctx)
 		}
-		// The leader may have failed (its client left, say), or counted
-		// before the entry this poll has just read: then count here.
-		if c.f.err != nil || c.f.upTo.less(c.seen) {
-			own = append(own, countCall{key: c.key, seen: c.seen, call: c.call})
+		// The flight may have failed (a Redis error), or counted before
+		// the entry this poll has just read: then count here.
+		if r.Err != nil {
+			direct = append(direct, c)
 			continue
 		}
-		total += c.f.n
-	}
-	if len(own) > 0 {
-		for i := range own {
-			own[i].f = &countFlight{at: s.counts.snapshot(own[i].key.stream), done: make(chan struct{})}
+		got := r.Val.([]countFact)[0]
+		if got.upTo.less(c.seen) {
+			direct = append(direct, c)
+			continue
 		}
-		n, err := s.countShared(ctx, own, now)
+		total += got.n
+	}
+	if len(direct) > 0 {
+		facts, err := s.countShared(ctx, direct, now)
 		if err != nil {
 			return 0, err
 		}
-		total += n
+		for _, f := range facts {
+			total += f.n
+		}
 	}
 	return total, nil
 }
 
-// countCall is one shared-stream count to compute, or to wait for.
+// countCall is one shared-stream count to compute.
 type countCall struct {
 	key  countKey
-	seen entryID
+	seen entryID // the newest entry of the stream the poll has just read
+	at   version // the stream's version before counting
 	call scriptCall
-	f    *countFlight
+	ch   <-chan singleflight.Result
 }
 
-// countShared runs the counts of flights the caller leads, caches and
-// lands them, and returns their sum.
-func (s *Store) countShared(ctx context.Context, cs []countCall, now time.Time) (int, error) {
-	if len(cs) == 0 {
-		return 0, nil
+// countCallFor prepares the count of a shared stream for a user's state.
+func (s *Store) countCallFor(sh stream, st *userState, now time.Time) countCall {
+	w := st.readUpTo[sh.name]
+	var excl []string
+	prefix := sh.name + "."
+	for _, set := range []map[string]bool{st.seen, st.hidden} {
+		for id := range set {
+			if strings.HasPrefix(id, prefix) {
+				if e, err := parseEntryID(id[len(prefix):]); err == nil && w.less(e) {
+					excl = append(excl, e.String())
+				}
+			}
+		}
 	}
+	sort.Strings(excl)
+	key := countKey{stream: sh.key, after: w.String(), excl: strings.Join(excl, ",")}
+	args := []any{w.String(), s.opt.UnreadScan, ms(now)}
+	for _, e := range excl {
+		args = append(args, e)
+	}
+	return countCall{key: key, seen: st.newest[sh.key], at: s.view.streamVersion(sh.key),
+		call: scriptCall{sc: sharedUnreadScript, keys: []string{sh.key}, args: args}}
+}
+
+// flightKey names a count at the stream's version: a poll woken by a
+// wake-up never joins a count begun before it.
+func (c countCall) flightKey() string {
+	return c.key.stream + "\x00" + c.key.after + "\x00" + c.key.excl + "\x00" +
+		strconv.FormatUint(c.at.epoch, 10) + "." + strconv.FormatUint(c.at.gen, 10)
+}
+
+// countShared runs counts in one pipeline and gives them to the view.
+func (s *Store) countShared(ctx context.Context, cs []countCall, now time.Time) ([]countFact, error) {
 	calls := make([]scriptCall, len(cs))
 	for i, c := range cs {
 		calls[i] = c.call
 	}
+	began := time.Now()
 	res, err := s.evalPipe(ctx, calls)
-	if err == nil && len(res) != len(cs) {
-		err = fmt.Errorf("unread: %d replies for %d counts", len(res), len(cs))
-	}
-	total := 0
-	for i, c := range cs {
-		if err != nil {
-			s.counts.land(c.key, c.f, 0, entryID{}, err)
-			continue
-		}
-		n, upTo, until, perr := parseSharedCount(res[i])
-		if perr != nil {
-			err = perr
-			s.counts.land(c.key, c.f, 0, entryID{}, err)
-			continue
-		}
-		total += n
-		s.counts.put(c.key, n, c.f.at, until, upTo)
-		s.counts.land(c.key, c.f, n, upTo, nil)
-	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return total, nil
+	if len(res) != len(cs) {
+		return nil, fmt.Errorf("unread: %d replies for %d counts", len(res), len(cs))
+	}
+	out := make([]countFact, len(cs))
+	for i, c := range cs {
+		n, upTo, until, err := parseSharedCount(res[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = countFact{n: n, until: until, upTo: upTo, learnt: began}
+		s.view.putCount(c.key, out[i], c.at)
+	}
+	return out, nil
 }
 
 // parseSharedCount parses a sharedUnreadScript reply.
@@ -271,7 +276,7 @@ func (s *Store) Unread(ctx context.Context, r Reader) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	n, err := s.unreadCount(ctx, streams, st)
+	n, err := s.unreadCount(ctx, streams, st, false)
 	if err != nil {
 		return 0, "", err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 )
 
 // Options tune a Store. Zero values take the defaults noted.
@@ -74,8 +75,8 @@ type Store struct {
 	opt    Options
 	k      keys
 	hub    *Hub
-	counts *countCache
-	recent *recentCache
+	view   *view
+	flight singleflight.Group // shared reads and counts of woken polls (see poll.go, state.go)
 	batch  *batcher
 	// scripts counts script calls sent to Redis: the tests use it to check
 	// that the paths meant to be answered from the instance's caches are.
@@ -88,36 +89,30 @@ func New(rdb redis.UniversalClient, opt Options) *Store {
 	k := keys{opt.Prefix}
 	s := &Store{rdb: rdb, opt: opt, k: k, hub: NewHub(rdb, k.wake()),
 		batch: newBatcher(rdb, opt.Pipelines, opt.CallTimeout)}
-	s.counts = newCountCache(s.hub.Connected)
-	s.recent = newRecentCache(s.hub.Connected)
-	s.recent.trust, s.recent.stTrust = opt.TrustFor, opt.TrustFor
+	s.view = newView(s.hub.Connected, opt.TrustFor)
 	s.hub.onNotify = s.onWake
-	s.hub.onWakeAll = func() {
-		s.counts.clear()
-		s.recent.clear()
-	}
+	s.hub.onWakeAll = s.view.clear
 	return s
 }
 
-// onWake updates the instance's caches from a wake-up, before the hub
-// wakes any waiter.
+// onWake applies a wake-up to the instance's view, before the hub wakes
+// any waiter.
 func (s *Store) onWake(key, payload string) {
-	s.counts.bump(key)
 	if w, ok := parseWake(payload); ok {
 		u, _ := s.k.inboxUser(key)
-		s.recent.added(w, u)
+		s.view.apply(w, u)
 		return
 	}
 	if u, ok := s.k.readUser(key); ok {
-		s.recent.userChanged(u, s.k.inbox(u))
+		s.view.userChanged(u, s.k.inbox(u))
 		return
 	}
 	// A wake-up that does not describe its entry (from an instance that
 	// does not send them): forget what is known of the stream, and for an
 	// inbox the user's unread count too.
-	s.recent.changed(key)
+	s.view.forget(key)
 	if u, ok := s.k.inboxUser(key); ok {
-		s.recent.userChanged(u, key)
+		s.view.userChanged(u, key)
 	}
 }
 

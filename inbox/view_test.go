@@ -58,21 +58,21 @@ func TestWakeFieldsRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRecentAfter checks the chain rule: entries come from the cache only
+// TestViewAfter checks the chain rule: entries come from the view only
 // as an unbroken chain from the position to the known tail.
-func TestRecentAfter(t *testing.T) {
+func TestViewAfter(t *testing.T) {
 	t.Parallel()
 	live := true
-	c := newRecentCache(func() bool { return live })
+	c := newView(func() bool { return live }, time.Minute)
 	e := func(ms uint64) entryID { return entryID{ms, 0} }
 	add := func(id, prev uint64, fields bool) {
 		w := wake{key: "s", id: e(id), prev: e(prev), unread: -1}
 		if fields {
 			w.raw = []any{e(id).String(), []any{"title", "t"}}
 		}
-		c.added(w, "")
+		c.apply(w, "")
 	}
-	if _, _, ok := c.after("s", e(0), 10, false); ok {
+	if _, _, ok := after3(c, "s", e(0), 10, false); ok {
 		t.Fatal("an unknown stream must be read from Redis")
 	}
 	add(1, 0, true)
@@ -101,7 +101,7 @@ func TestRecentAfter(t *testing.T) {
 		{"not a predecessor in the ring", 1, 10, false, true, []string{"2-0", "3-0"}},
 	}
 	for _, tc := range tests {
-		reply, upToDate, ok := c.after("s", e(tc.pos), tc.count, false)
+		reply, upToDate, ok := after3(c, "s", e(tc.pos), tc.count, false)
 		if ok != tc.ok || upToDate != tc.upToDate {
 			t.Fatalf("%s: ok %v upToDate %v, want %v %v", tc.name, ok, upToDate, tc.ok, tc.upToDate)
 		}
@@ -111,39 +111,45 @@ func TestRecentAfter(t *testing.T) {
 	}
 	// A position between known entries (say an entry since deleted, or a
 	// crafted cursor) has no chain: Redis decides.
-	if _, _, ok := c.after("s", entryID{1, 5}, 10, false); ok {
+	if _, _, ok := after3(c, "s", entryID{1, 5}, 10, false); ok {
 		t.Fatal("a position that is no entry's predecessor must be read from Redis")
 	}
 	// An entry whose fields were left out breaks the chain.
 	add(4, 3, false)
-	if _, _, ok := c.after("s", e(3), 10, false); ok {
+	if _, _, ok := after3(c, "s", e(3), 10, false); ok {
 		t.Fatal("an entry without fields must be read from Redis")
 	}
-	if _, upToDate, _ := c.after("s", e(4), 10, false); !upToDate {
+	if _, upToDate, _ := after3(c, "s", e(4), 10, false); !upToDate {
 		t.Fatal("an entry without fields still moves the tail")
 	}
 	// Past the byte budget the rings are emptied; the tails stay.
-	big := wake{key: "s", id: e(5), prev: e(4), unread: -1, raw: []any{"5-0", []any{"body", "x"}}, size: maxRecentBytes}
-	c.added(big, "")
-	c.added(wake{key: "s", id: e(6), prev: e(5), unread: -1, raw: []any{"6-0", []any{"body", "y"}}, size: 1}, "")
-	if _, _, ok := c.after("s", e(4), 10, false); ok {
+	big := wake{key: "s", id: e(5), prev: e(4), unread: -1, raw: []any{"5-0", []any{"body", "x"}}, size: maxViewBytes}
+	c.apply(big, "")
+	c.apply(wake{key: "s", id: e(6), prev: e(5), unread: -1, raw: []any{"6-0", []any{"body", "y"}}, size: 1}, "")
+	if _, _, ok := after3(c, "s", e(4), 10, false); ok {
 		t.Fatal("entries dropped for the byte budget must be read from Redis")
 	}
-	if reply, _, ok := c.after("s", e(5), 10, false); !ok || len(ids(reply)) != 1 {
+	if reply, _, ok := after3(c, "s", e(5), 10, false); !ok || len(ids(reply)) != 1 {
 		t.Fatal("the entry added after the budget was reset must be served")
 	}
 	if c.bytes != 1 {
 		t.Fatalf("ring bytes %d, want 1", c.bytes)
 	}
 	live = false
-	if _, _, ok := c.after("s", e(6), 10, false); ok {
+	if _, _, ok := after3(c, "s", e(6), 10, false); ok {
 		t.Fatal("the cache must not be used while wake-ups are not received")
 	}
 	live = true
 	c.clear()
-	if _, _, ok := c.after("s", e(6), 10, false); ok {
+	if _, _, ok := after3(c, "s", e(6), 10, false); ok {
 		t.Fatal("clear must forget the tails")
 	}
+}
+
+// after3 is view.after without the learnt time.
+func after3(c *view, key string, pos entryID, count int, inbox bool) ([]any, bool, bool) {
+	reply, upToDate, _, ok := c.after(key, pos, count, inbox)
+	return reply, upToDate, ok
 }
 
 // TestCachedPollsMatchRedis checks that waiting polls answered from the
@@ -241,9 +247,9 @@ func arrived(t *testing.T, s *Store, key, id string) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "the wake-up of "+id, func() bool {
-		s.recent.mu.Lock()
-		defer s.recent.mu.Unlock()
-		st := s.recent.streams[key]
+		s.view.mu.Lock()
+		defer s.view.mu.Unlock()
+		st := s.view.streams[key]
 		return st != nil && st.tailKnown && !st.tail.less(e)
 	})
 }
@@ -253,9 +259,9 @@ func arrived(t *testing.T, s *Store, key, id string) {
 func stateWake(t *testing.T, s *Store, user string) func() {
 	t.Helper()
 	gen := func() uint64 {
-		s.recent.mu.Lock()
-		defer s.recent.mu.Unlock()
-		return s.recent.user(user).gen
+		s.view.mu.Lock()
+		defer s.view.mu.Unlock()
+		return s.view.user(user).gen
 	}
 	before := gen()
 	return func() {
@@ -312,7 +318,7 @@ func TestLostWakeupHeals(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
 		ctx := testCtx(t)
-		s := newStore(t, b.rdb, Options{}, func(s *Store) { s.recent.trust = 300 * time.Millisecond })
+		s := newStore(t, b.rdb, Options{TrustFor: 300 * time.Millisecond})
 		r := Reader{User: "lost"}
 		c := tail(t, s, r)
 		toUser(t, s, r.User, "seen") // the cache now knows the inbox's tail

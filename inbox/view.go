@@ -1,0 +1,491 @@
+package inbox
+
+import (
+	"sync"
+	"time"
+)
+
+// view is what this instance has learnt about its streams and users, from
+// Redis reads and from wake-ups: each stream's tail and last few entries,
+// reads and unread counts of shared streams, each user's read state. It
+// lets the common waiting poll sleep, and answer when woken, without a
+// Redis call.
+//
+// The trust rule, the only one for every fact the view holds:
+//
+//	A fact is used only by a waiting poll (Wait > 0), only while the hub's
+//	subscription is up, and only for TrustFor after it was learnt (read from
+//	Redis, or described by a wake-up). Past that it is read from Redis
+//	again, and a waiting poll that relies on a fact re-reads when the fact
+//	lapses, without waiting for a wake-up. Everything else (polls with
+//	timeout 0, history, /v1/unread, read marks) reads Redis.
+//
+// Why it holds: a waiting poll registers with the hub before it reads, and
+// every change sends a wake-up that the hub applies to the view before it
+// wakes any poll, so a fact never outlives a wake-up that contradicts it,
+// and the poll is woken to read again. A wake-up lost on its way (a refused
+// PUBLISH, a cluster link reset) contradicts nothing: the age bound is what
+// limits its damage to a delay of TrustFor at most. While the subscription
+// is down nothing is trusted, and losing or regaining it empties the view.
+//
+// Every record has a generation, bumped by each change that touches it,
+// and the view an epoch, bumped whenever records are dropped wholesale. A
+// value read from Redis is stored only if its record's version did not
+// move while it was being read (snapshot, then put): a wake-up that came
+// meanwhile may describe a change the read did not see.
+type view struct {
+	mu      sync.Mutex
+	live    func() bool
+	trust   time.Duration
+	epoch   uint64
+	streams map[string]*streamRec
+	users   map[string]*userRec
+	bytes   int // field bytes held in rings
+	facts   int // reads and counts held
+}
+
+// version identifies a record's state for snapshot-then-put.
+type version struct{ epoch, gen uint64 }
+
+// recentRing is how many entries per stream are kept.
+const recentRing = 8
+
+// maxViewKeys bounds the streams and users remembered; past it the view
+// starts over.
+const maxViewKeys = 200000
+
+// maxViewBytes bounds the message bytes held in rings; past it every ring
+// is emptied (tails and states stay: they are small).
+const maxViewBytes = 32 << 20
+
+// maxViewFacts bounds the shared reads and counts held; past it they are
+// all dropped.
+const maxViewFacts = 50000
+
+// streamRec is what is known of one stream.
+type streamRec struct {
+	gen       uint64
+	tail      entryID
+	tailKnown bool
+	learnt    time.Time // when the tail was last learnt
+	ring      [recentRing]recentEntry
+	next      int // ring slot for the next entry
+	// Shared streams only: raw reads after a position, and unread counts.
+	reads  map[readKey]readFact
+	counts map[countKey]countFact
+}
+
+// recentEntry is one entry as a wake-up described it. raw is nil when the
+// wake-up carried no fields (a large message): it only moves the tail.
+type recentEntry struct {
+	id, prev entryID
+	raw      []any // [id, [field, value, …]], as XRANGE returns an entry
+	size     int   // bytes of its fields
+	set      bool
+}
+
+// readKey names a read of a shared stream: count entries after a position.
+type readKey struct {
+	after entryID
+	count int
+}
+
+type readFact struct {
+	reply  any
+	learnt time.Time
+}
+
+// countKey names a shared stream's unread count for users in one
+// position: read up to after, and excl (read one by one, or hidden).
+type countKey struct {
+	stream, after, excl string
+}
+
+type countFact struct {
+	n      int
+	until  time.Time // zero: no counted entry expires
+	upTo   entryID   // the stream's newest entry when counted
+	learnt time.Time
+}
+
+// userRec is what is known of one user.
+type userRec struct {
+	gen    uint64
+	st     *userState // nil: not known
+	until  time.Time  // zero: the count cannot go stale by expiry
+	learnt time.Time
+}
+
+func newView(live func() bool, trust time.Duration) *view {
+	return &view{live: live, trust: trust, streams: map[string]*streamRec{}, users: map[string]*userRec{}}
+}
+
+// lapse returns when a fact learnt at learnt stops being trusted.
+func (v *view) lapse(learnt time.Time) time.Time { return learnt.Add(v.trust) }
+
+// trusted applies the trust rule's age and subscription parts; callers
+// apply its first part by asking only on behalf of waiting polls.
+func (v *view) trusted(learnt time.Time) bool {
+	return time.Now().Before(v.lapse(learnt))
+}
+
+// stream returns the record of key, creating it. Callers hold v.mu.
+func (v *view) stream(key string) *streamRec {
+	s := v.streams[key]
+	if s == nil {
+		if len(v.streams) >= maxViewKeys {
+			clear(v.streams)
+			v.bytes, v.facts = 0, 0
+			v.epoch++
+		}
+		s = &streamRec{}
+		v.streams[key] = s
+	}
+	return s
+}
+
+// user returns the record of u, creating it. Callers hold v.mu.
+func (v *view) user(u string) *userRec {
+	e := v.users[u]
+	if e == nil {
+		if len(v.users) >= maxViewKeys {
+			clear(v.users)
+			v.epoch++
+		}
+		e = &userRec{}
+		v.users[u] = e
+	}
+	return e
+}
+
+// change bumps a stream's generation and drops the facts derived from its
+// content (its reads and counts). Callers hold v.mu.
+func (v *view) change(s *streamRec) {
+	s.gen++
+	v.facts -= len(s.reads) + len(s.counts)
+	s.reads, s.counts = nil, nil
+}
+
+// dropRing empties a stream's ring. Callers hold v.mu.
+func (v *view) dropRing(s *streamRec) {
+	for i := range s.ring {
+		v.bytes -= s.ring[i].size
+	}
+	s.ring = [recentRing]recentEntry{}
+}
+
+// apply records a wake-up that describes a new entry. inboxUser is the
+// user whose inbox the stream is, or "" for a shared stream.
+func (v *view) apply(w wake, inboxUser string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.stream(w.key)
+	v.change(s)
+	if !s.tailKnown || s.tail.less(w.id) {
+		s.tail, s.tailKnown = w.id, true
+	}
+	s.learnt = time.Now()
+	if v.bytes+w.size > maxViewBytes {
+		for _, o := range v.streams {
+			o.ring = [recentRing]recentEntry{}
+		}
+		v.bytes = 0
+	}
+	v.bytes += w.size - s.ring[s.next].size
+	s.ring[s.next] = recentEntry{id: w.id, prev: w.prev, raw: w.raw, size: w.size, set: true}
+	s.next = (s.next + 1) % recentRing
+	if inboxUser == "" {
+		return
+	}
+	u := v.user(inboxUser)
+	u.gen++
+	if u.st == nil || w.unread < 0 {
+		u.st = nil
+		return
+	}
+	// The wake-up carries the inbox's new unread count: the state stays
+	// known (with its original age). States are shared by concurrent
+	// polls: replace, never modify.
+	st := *u.st
+	st.unreadInbox = w.unread
+	u.st = &st
+	if w.expires > 0 && (u.until.IsZero() || w.expires < u.until.UnixMilli()) {
+		u.until = time.UnixMilli(w.expires)
+	}
+}
+
+// forget drops everything known of a stream: a wake-up that did not
+// describe its entry.
+func (v *view) forget(key string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if s := v.streams[key]; s != nil {
+		v.change(s)
+		v.dropRing(s)
+		*s = streamRec{gen: s.gen}
+	}
+}
+
+// touch marks a stream as written by this instance, before its wake-up
+// has come back: facts derived from its content are dropped.
+func (v *view) touch(key string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if s := v.streams[key]; s != nil {
+		v.change(s)
+	}
+}
+
+// userChanged forgets a user's read state and the cached entries of the
+// user's inbox (their read flags, or the entries themselves, changed).
+func (v *view) userChanged(u, inboxKey string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e := v.users[u]; e != nil {
+		e.gen++
+		e.st = nil
+	}
+	if s := v.streams[inboxKey]; s != nil {
+		v.change(s)
+		v.dropRing(s)
+	}
+}
+
+// clear forgets everything.
+func (v *view) clear() {
+	v.mu.Lock()
+	v.epoch++
+	clear(v.streams)
+	clear(v.users)
+	v.bytes, v.facts = 0, 0
+	v.mu.Unlock()
+}
+
+// streamVersion returns the stream's version; take it before reading Redis.
+func (v *view) streamVersion(key string) version {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return version{v.epoch, v.stream(key).gen}
+}
+
+// userVersion returns the user's version; take it before reading Redis.
+func (v *view) userVersion(u string) version {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return version{v.epoch, v.user(u).gen}
+}
+
+// current returns the stream's record if at is still its version.
+// Callers hold v.mu.
+func (v *view) current(key string, at version) *streamRec {
+	s := v.streams[key]
+	if s == nil || at != (version{v.epoch, s.gen}) {
+		return nil
+	}
+	return s
+}
+
+// after answers a read of the stream after pos: nothing (upToDate), or
+// the chain of entries after pos up to the known tail, as readScript
+// would return them (inbox flags all unread: a read-state change empties
+// the inbox's ring). learnt is when the tail was learnt; ok = false: ask
+// Redis.
+func (v *view) after(key string, pos entryID, count int, inbox bool) (reply []any, upToDate bool, learnt time.Time, ok bool) {
+	if !v.live() {
+		return nil, false, time.Time{}, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.streams[key]
+	if s == nil || !s.tailKnown || !v.trusted(s.learnt) {
+		return nil, false, time.Time{}, false
+	}
+	if !pos.less(s.tail) {
+		return nil, true, s.learnt, true
+	}
+	var list, flags []any
+	at := pos
+	for len(list) < count && at != s.tail {
+		found := false
+		for i := range s.ring {
+			e := &s.ring[i]
+			if e.set && e.prev == at && e.raw != nil {
+				list = append(list, e.raw)
+				if inbox {
+					flags = append(flags, int64(1))
+				}
+				at, found = e.id, true
+				break
+			}
+		}
+		if !found {
+			return nil, false, time.Time{}, false
+		}
+	}
+	return []any{"", list, flags}, false, s.learnt, true
+}
+
+// putTail records a tail read from Redis, at version at, by a read that
+// began at learnt.
+func (v *view) putTail(key string, tail entryID, at version, learnt time.Time) {
+	if !v.live() {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.current(key, at)
+	if s == nil {
+		return
+	}
+	if !s.tailKnown || s.tail.less(tail) {
+		s.tail, s.tailKnown = tail, true
+	}
+	if learnt.After(s.learnt) {
+		s.learnt = learnt
+	}
+}
+
+// read returns a shared stream's read after a position, if trusted.
+func (v *view) read(key string, k readKey) (reply any, learnt time.Time, ok bool) {
+	if !v.live() {
+		return nil, time.Time{}, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.streams[key]
+	if s == nil {
+		return nil, time.Time{}, false
+	}
+	f, ok := s.reads[k]
+	if !ok || !v.trusted(f.learnt) {
+		return nil, time.Time{}, false
+	}
+	return f.reply, f.learnt, true
+}
+
+// putRead stores a read of a shared stream made at version at.
+func (v *view) putRead(key string, k readKey, reply any, at version, learnt time.Time) {
+	if !v.live() {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.current(key, at)
+	if s == nil {
+		return
+	}
+	if s.reads == nil {
+		s.reads = map[readKey]readFact{}
+	}
+	if _, dup := s.reads[k]; !dup {
+		v.facts++
+	}
+	s.reads[k] = readFact{reply: reply, learnt: learnt}
+	v.bound()
+}
+
+// count returns a cached unread count that is trusted, not stale by
+// expiry, and covers the stream up to at least seen (an entry the caller
+// has just read: its wake-up may not have arrived yet).
+func (v *view) count(k countKey, now time.Time, seen entryID) (int, bool) {
+	if !v.live() {
+		return 0, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.streams[k.stream]
+	if s == nil {
+		return 0, false
+	}
+	f, ok := s.counts[k]
+	if !ok || !v.trusted(f.learnt) || (!f.until.IsZero() && !now.Before(f.until)) || f.upTo.less(seen) {
+		return 0, false
+	}
+	return f.n, true
+}
+
+// putCount stores a count computed at version at.
+func (v *view) putCount(k countKey, f countFact, at version) {
+	if !v.live() {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.current(k.stream, at)
+	if s == nil {
+		return
+	}
+	if s.counts == nil {
+		s.counts = map[countKey]countFact{}
+	}
+	if _, dup := s.counts[k]; !dup {
+		v.facts++
+	}
+	s.counts[k] = f
+	v.bound()
+}
+
+// bound drops every read and count once there are too many. Callers hold
+// v.mu. No version changes: what is dropped was still true.
+func (v *view) bound() {
+	if v.facts <= maxViewFacts {
+		return
+	}
+	for _, s := range v.streams {
+		s.reads, s.counts = nil, nil
+	}
+	v.facts = 0
+}
+
+// state returns a copy of the user's read state, safe for the caller to
+// add to (inboxUnread, newest), if trusted and not stale by expiry (by
+// the store's clock now), with when it was learnt.
+func (v *view) state(u string, now time.Time) (*userState, time.Time, bool) {
+	if !v.live() {
+		return nil, time.Time{}, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e := v.users[u]
+	if !e.usable(v, now) {
+		return nil, time.Time{}, false
+	}
+	st := *e.st
+	st.inboxUnread = map[string]bool{}
+	st.newest = nil
+	return &st, e.learnt, true
+}
+
+// putState stores a state read at version at, by a read that began at
+// learnt. The stored state must not change afterwards, so it gets its own
+// copy without the per-call maps.
+func (v *view) putState(u string, st *userState, at version, learnt time.Time) {
+	if !v.live() {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e := v.users[u]
+	if e == nil || at != (version{v.epoch, e.gen}) {
+		return
+	}
+	cp := *st
+	cp.inboxUnread, cp.newest, cp.allInbox = nil, nil, false
+	e.st, e.until, e.learnt = &cp, st.until, learnt
+}
+
+// hasState tells whether the view holds a trusted state for u.
+func (v *view) hasState(u string, now time.Time) bool {
+	if !v.live() {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.users[u].usable(v, now)
+}
+
+// usable tells whether the record holds a trusted state, not stale by
+// expiry at now (the store's clock). Callers hold v.mu.
+func (e *userRec) usable(v *view, now time.Time) bool {
+	return e != nil && e.st != nil && v.trusted(e.learnt) && (e.until.IsZero() || now.Before(e.until))
+}
