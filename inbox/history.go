@@ -215,7 +215,7 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 	} else if frontier != nil {
 		res.Next = frontier.ID
 	}
-	if res.Unread, err = s.unreadCount(ctx, streams, st); err != nil {
+	if res.Unread, err = s.unreadCount(ctx, streams, st, false); err != nil {
 		return HistoryResult{}, err
 	}
 	res.Cursor = encodeCursor(streams, tails)

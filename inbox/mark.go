@@ -91,7 +91,7 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 	if err != nil {
 		return 0, err
 	}
-	return s.unreadCount(ctx, streams, st)
+	return s.unreadCount(ctx, streams, st, false)
 }
 
 // Delete removes a message from the reader's view. An inbox entry is
@@ -157,11 +157,11 @@ func (s *Store) Delete(ctx context.Context, r Reader, id string) error {
 // wakeState tells every instance that a user's read state changed. It is
 // sent after the change has committed, from the user's own node (see
 // wakeStateScript). A lost wake-up costs only badge freshness (other
-// instances trust their cached state for maxStateTrust at most), so its error
+// instances trust their cached state for TrustFor at most), so its error
 // is not the caller's failure. This instance's caches are
 // told at once, so its polls see the change even before the wake-up
 // comes back.
 func (s *Store) wakeState(ctx context.Context, user string) {
-	s.recent.userChanged(user, s.k.inbox(user))
+	s.view.userChanged(user, s.k.inbox(user))
 	_ = wakeStateScript.Run(ctx, s.rdb, []string{s.k.read(user)}, s.k.wake()).Err()
 }

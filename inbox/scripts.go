@@ -15,10 +15,10 @@ import "github.com/redis/go-redis/v9"
 // the entry before it (the position a client that had read everything
 // holds) and unread is the inbox's unread count (-1
 // for shared streams). Instances answer waiting polls from it without
-// reading Redis (see recentCache). It is sent last, with pcall: a refused
+// reading Redis (see view). It is sent last, with pcall: a refused
 // PUBLISH (an ACL without the channel) must not turn a stored message into
 // an error whose retry would store it twice; waiting polls then find the
-// message once their instance stops trusting its cached tail (maxTrust)
+// message once their instance stops trusting its cached tail (TrustFor)
 // instead of at once.
 //
 // When trimming removes entries, the script records the stream's trim
