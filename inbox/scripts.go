@@ -105,7 +105,7 @@ end
 //
 // When nothing follows the position the script also returns the
 // stream's tail (as tailScript would), which lets the instance's cache
-// skip this read next time (see recentCache).
+// skip this read next time (see view).
 //
 // KEYS: stream, trim mark[, unread]; ARGV: position, count.
 // Returns {new position or "" (no reset), entries, flags(1 = unread; inbox only), tail or ""}.
