@@ -30,6 +30,13 @@ import "github.com/redis/go-redis/v9"
 // so deleting a message is never mistaken for trimming. Age trimming only
 // runs when the oldest entry is old enough to go.
 //
+// Trimming also drops the trimmed ids from the inbox's unread and expiring
+// sets, so that they only ever hold ids still in the stream: every id below
+// the oldest entry left. Trimming removes whole stream nodes, and a node
+// may end inside a millisecond, so the ids of the oldest entry's own
+// millisecond are compared one by one rather than by score. The expiring
+// set (scored by expiry) holds only unread ids, so it loses the same ones.
+//
 // KEYS: stream, idem, trim mark[, unread, expiring]  (the last two for user inboxes)
 // ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel,
 // the fields as the wake-up carries them (or "-"; see wakeFields), field, value, …
@@ -48,11 +55,12 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV,
 local trimmed = len0 >= tonumber(ARGV[3]) and redis.call('XLEN', KEYS[1]) <= len0
 -- Age trimming costs next to nothing when there is nothing to trim.
 if redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[4]) > 0 then trimmed = true end
-local head
+local first -- after trimming, the oldest entry left (nil: none)
 if trimmed then
-  head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  if #head > 0 then first = head[1][1] end
   local mark
-  if head[1][1] == id then mark = prev else mark = pred(head[1][1]) end
+  if first == nil then mark = id elseif first == id then mark = prev else mark = pred(first) end
   local old = redis.call('GET', KEYS[3])
   if not old or idless(old, mark) then redis.call('SET', KEYS[3], mark) end
 end
@@ -64,11 +72,25 @@ if #KEYS >= 5 then
   local ms = tonumber(string.match(id, '^(%d+)'))
   redis.call('ZADD', KEYS[4], ms, id)
   if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[5], ARGV[5], id) end
-  if trimmed then
-    -- Keep the unread set no larger than the stream: drop ids older than
-    -- the oldest entry left after trimming.
-    local fms = tonumber(string.match(head[1][1], '^(%d+)'))
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
+  if trimmed and first == nil then
+    redis.call('DEL', KEYS[4], KEYS[5])
+  elseif trimmed then
+    local fms = string.match(first, '^(%d+)')
+    local gone = {}
+    if redis.call('EXISTS', KEYS[5]) == 1 then
+      gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
+    else
+      redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
+    end
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], fms, fms)) do
+      if idless(m, first) then gone[#gone + 1] = m end
+    end
+    -- In chunks: Lua's unpack has a limit of a few thousand values.
+    for i = 1, #gone, 500 do
+      local j = math.min(i + 499, #gone)
+      redis.call('ZREM', KEYS[4], unpack(gone, i, j))
+      redis.call('ZREM', KEYS[5], unpack(gone, i, j))
+    end
   end
   unread = redis.call('ZCARD', KEYS[4])
 end
@@ -77,21 +99,30 @@ return {id, 1}
 `)
 
 // luaIDHelpers are Lua helpers for "ms-seq" entry IDs: idless compares
-// two; pred returns the largest ID below one.
+// two; pred returns the largest ID below one. Both work on the decimal
+// digits, not on Lua numbers: those are doubles, exact only up to 2^53,
+// and sequence numbers go up to 2^64-1 (a trim mark's often does).
 const luaIDHelpers = `
-local function idparts(s)
-  local a, b = string.match(s, '^(%d+)-(%d+)$')
-  return tonumber(a), tonumber(b)
+local function numless(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
 end
 local function idless(x, y)
-  local xa, xb = idparts(x)
-  local ya, yb = idparts(y)
-  return xa < ya or (xa == ya and xb < yb)
+  local xa, xb = string.match(x, '^(%d+)-(%d+)$')
+  local ya, yb = string.match(y, '^(%d+)-(%d+)$')
+  if xa ~= ya then return numless(xa, ya) end
+  return numless(xb, yb)
+end
+local function decr(d)
+  local i = #d
+  while string.byte(d, i) == 48 do i = i - 1 end
+  local r = string.sub(d, 1, i - 1) .. string.char(string.byte(d, i) - 1) .. string.rep('9', #d - i)
+  return (string.gsub(r, '^0+(%d)', '%1'))
 end
 local function pred(s)
   local a, b = string.match(s, '^(%d+)-(%d+)$')
-  if b ~= '0' then return a .. '-' .. string.format('%.0f', tonumber(b) - 1) end
-  return string.format('%.0f', tonumber(a) - 1) .. '-18446744073709551615'
+  if b ~= '0' then return a .. '-' .. decr(b) end
+  return decr(a) .. '-18446744073709551615'
 end
 `
 
