@@ -106,7 +106,7 @@ func TestTrimKeepsUnreadInStream(t *testing.T) {
 				Values: []any{"type", "notification", "title", "later"}}).Err(), "XADD later")
 			// Entries before m1+1 are now past the retention: the next
 			// publish drops the first node, all of m1, by age.
-			clock.Advance(time.Until(time.UnixMilli(m1+1).Add(time.Hour)))
+			clock.Advance(time.Until(time.UnixMilli(m1 + 1).Add(time.Hour)))
 			before := xlen(t, b.rdb, key)
 			toUser(t, s, "42", "trigger")
 			if xlen(t, b.rdb, key) > before {
