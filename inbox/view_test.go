@@ -1,6 +1,8 @@
 package inbox
 
 import (
+	"errors"
+	"math/rand/v2"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -162,14 +164,15 @@ func TestCachedPollsMatchRedis(t *testing.T) {
 		ctx := testCtx(t)
 		s := newStore(t, b.rdb, Options{})
 		other := newStore(t, b.rdb, Options{Prefix: s.opt.Prefix}) // another instance (another device)
+		plain := plainStore(t, b, s.opt.Prefix)
 		r := Reader{User: "cache", Groups: []string{"ops"}}
 
 		// check answers a waiting poll from cursor c and compares it with
-		// a snapshot poll (which reads Redis) from the same cursor.
+		// the plain path's answer from the same cursor.
 		check := func(what, c string) PollResult {
 			t.Helper()
 			got := await(t, goPoll(ctx, s, r, PollOptions{Cursor: c, Wait: 10 * time.Second}), 5*time.Second)
-			want := poll(t, s, r, PollOptions{Cursor: c})
+			want := poll(t, plain, r, PollOptions{Cursor: c})
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s: waiting poll answered\n%+v\nbut Redis says\n%+v", what, got, want)
 			}
@@ -342,4 +345,69 @@ func TestLostWakeupHeals(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestCachedPollsMatchRedisLostWakeups compares waiting polls with polls
+// that read Redis, as TestCachedPollsMatchRedis does, while the instance
+// loses wake-ups at random (and now and then its subscription): once
+// TrustFor has passed since the last change, the two must agree.
+func TestCachedPollsMatchRedisLostWakeups(t *testing.T) {
+	t.Parallel()
+	const trust = 200 * time.Millisecond
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		rng := rand.New(rand.NewPCG(7, 11))
+		var dropping atomic.Bool
+		s := newStore(t, b.rdb, Options{TrustFor: trust}, func(s *Store) {
+			s.hub.drop = func(string) bool { return dropping.Load() }
+		})
+		other := newStore(t, b.rdb, Options{Prefix: s.opt.Prefix, TrustFor: trust})
+		plain := plainStore(t, b, s.opt.Prefix)
+		r := Reader{User: "lossy", Groups: []string{"ops"}}
+		c0 := tail(t, s, r)
+		// Never deleted: a poll from c0 always has something to answer.
+		ids := []string{toUser(t, other, r.User, "first")}
+		for round := range 24 {
+			dropping.Store(rng.IntN(2) == 0)
+			switch rng.IntN(6) {
+			case 0:
+				ids = append(ids, toUser(t, other, r.User, "inbox"))
+			case 1:
+				ids = append(ids, toAll(t, other, "broadcast"))
+			case 2:
+				ids = append(ids, toGroup(t, other, "ops", "group"))
+			case 3:
+				if len(ids) > 0 {
+					if _, err := other.MarkRead(ctx, r, []string{ids[rng.IntN(len(ids))]}, false); err != nil {
+						t.Fatal(err)
+					}
+				}
+			case 4:
+				if len(ids) > 1 {
+					if err := other.Delete(ctx, r, ids[1+rng.IntN(len(ids)-1)]); err != nil && !errors.Is(err, ErrNotFound) {
+						t.Fatal(err)
+					}
+				}
+			case 5:
+				s.hub.kick()
+				waitFor(t, 5*time.Second, "the subscription back", s.Hub().Connected)
+			}
+			time.Sleep(trust) // the bound this test is about: nothing to observe instead
+			got := await(t, goPoll(ctx, s, r, PollOptions{Cursor: c0, Wait: 10 * time.Second}), 10*time.Second)
+			want := poll(t, plain, r, PollOptions{Cursor: c0})
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("round %d: waiting poll answered\n%+v\nbut Redis says\n%+v", round, got, want)
+			}
+		}
+	})
+}
+
+// plainStore returns a store whose hub never runs: it is never subscribed,
+// so it trusts nothing and every answer is read from Redis at that moment
+// (the plain path that cached answers are compared with).
+func plainStore(t *testing.T, b backend, prefix string) *Store {
+	t.Helper()
+	s := New(b.rdb, Options{Prefix: prefix})
+	t.Cleanup(s.Close)
+	return s
 }
