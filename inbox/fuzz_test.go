@@ -1,7 +1,9 @@
 package inbox
 
 import (
+	"encoding/base64"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -27,17 +29,26 @@ func FuzzDecodeCursor(f *testing.F) {
 		}
 		return p
 	}
+	const now, year = 1764092400123, 365 * 24 * 3600 * 1000
 	for _, p := range []positions{
 		all(positions{}),
-		all(positions{"u": {1764092400123, 0}, "b": {1764092300000, 3}, "g.ops": {1764092400123, 1}}),
+		all(positions{"u": {now, 0}, "b": {now - 100000, 3}, "g.ops": {now, 1}}),
 		all(positions{"u": {5, 0}, "g.user:list": {1<<64 - 1, 1<<64 - 1}}),
+		// Trim marks years behind, and sequences of every form.
+		all(positions{"u": {now, 0}, "b": {now - 3*year, 1<<64 - 1}, "g.ops": {now - 7*year, 1<<64 - 1},
+			"g.a.b": {now - 1, 18}, "g.dept:edit": {now - 2, 19}, "g.user:list": {0, 1<<64 - 2}}),
+		all(positions{"u": {0, 1}, "b": {1<<64 - 1, 1<<16 - 1}, "g.ops": {1 << 40, 1 << 24}}),
 	} {
 		f.Add(encodeCursor(streams, p))
+		f.Add(encodeCursorV1(streams, p))
 	}
 	f.Add(encodeCursor(streams[:3], positions{"u": {7, 7}, "b": {}, streams[2].name: {6, 0}}))
+	f.Add(encodeCursorV1(streams[:3], positions{"u": {7, 7}, "b": {}, streams[2].name: {6, 0}}))
 	f.Add("")
 	f.Add("AQ")
 	f.Add("AQAAAAA")
+	f.Add("AgAAAAA")
+	f.Add("AgAKAAA")
 	f.Add(strings.Repeat("A", MaxCursorLen+1))
 	f.Fuzz(func(t *testing.T, c string) {
 		err := DecodeCursorCheck(c, fuzzReader)
@@ -62,7 +73,19 @@ func FuzzDecodeCursor(f *testing.F) {
 		if len(covered) != len(pos) || covered[0].name != "u" || covered[1].name != "b" {
 			t.Fatalf("decoded positions %v do not match the reader's streams", pos)
 		}
-		if again := encodeCursor(covered, pos); again != c {
+		// Version 1 cursors are spelled the way pollbox once spelled them,
+		// and move to the current version with the same positions.
+		again := encodeCursor(covered, pos)
+		if raw, _ := base64.RawURLEncoding.DecodeString(c); raw[0] == cursorV1 {
+			if old := encodeCursorV1(covered, pos); old != c {
+				t.Fatalf("accepted version 1 cursor %q, which re-encodes as %q (positions %v)", c, old, pos)
+			}
+			if now, err := decodeCursor(again, streams); err != nil || !maps.Equal(now, pos) {
+				t.Fatalf("version 1 cursor %q rewritten as %q: %v, %v; want %v", c, again, now, err, pos)
+			}
+			return
+		}
+		if again != c {
 			t.Fatalf("accepted %q, which re-encodes as %q (positions %v)", c, again, pos)
 		}
 	})
