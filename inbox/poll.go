@@ -200,19 +200,20 @@ func (p *pollRun) all() []int {
 // whether to read again (false: answer now).
 func (p *pollRun) sleep(ctx context.Context) (bool, error) {
 	s := p.s
-	if s.view.live() && !s.view.hasState(p.user, s.opt.Now()) {
-		// About to sleep: load the read state now, while nothing is
-		// urgent, rather than when a broadcast wakes this poll together
-		// with thousands of others that would all need theirs at the same
+	until, recheck := p.deadline, p.recheckAt()
+	if recheck.Before(until) {
+		until = recheck
+	}
+	if s.view.live() && !s.view.hasState(p.user, s.opt.Now(), until) {
+		// About to sleep: load the read state now (unless the view holds
+		// one that lasts through this sleep), while nothing is urgent,
+		// rather than when a broadcast wakes this poll together with
+		// thousands of others that would all need theirs at the same
 		// moment. The view keeps it for later polls; a wake-up that lands
 		// meanwhile is waiting on w.C.
 		if _, err := s.freshState(ctx, p.user); err != nil {
 			return false, err
 		}
-	}
-	until, recheck := p.deadline, p.recheckAt()
-	if recheck.Before(until) {
-		until = recheck
 	}
 	if d := time.Until(until); p.timer == nil {
 		p.timer = time.NewTimer(d)

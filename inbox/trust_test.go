@@ -167,7 +167,7 @@ func TestViewTrustLapses(t *testing.T) {
 		_, _, _, tail = v.after("s", e(2), 10, false)
 		_, _, read = v.read("s", rk)
 		_, count = v.count(ck, now, entryID{})
-		state = v.hasState("u", now)
+		state = v.hasState("u", now, now)
 		return
 	}
 	tests := []struct {

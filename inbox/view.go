@@ -474,14 +474,16 @@ func (v *view) putState(u string, st *userState, at version, learnt time.Time) {
 	e.st, e.until, e.learnt = &cp, st.until, learnt
 }
 
-// hasState tells whether the view holds a trusted state for u.
-func (v *view) hasState(u string, now time.Time) bool {
+// hasState tells whether the view holds a state for u that is usable now
+// and still trusted at by.
+func (v *view) hasState(u string, now, by time.Time) bool {
 	if !v.live() {
 		return false
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.users[u].usable(v, now)
+	e := v.users[u]
+	return e.usable(v, now) && by.Before(v.lapse(e.learnt))
 }
 
 // usable tells whether the record holds a trusted state, not stale by
