@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,9 +13,14 @@ import (
 // MaxReadIDs caps the ids in one MarkRead call.
 const MaxReadIDs = 1000
 
+// beforeMarkAll maps a *Store to a func() that MarkRead with all runs
+// between reading the tails and marking: tests publish there.
+var beforeMarkAll sync.Map
+
 // MarkRead marks messages read for the reader (on every device: the state
 // is per user) and returns the new unread count. With all set it marks
-// everything up to the current tail of every stream read. Waiting polls of
+// everything up to the tail of every stream read as the call reads them;
+// messages that arrive while it runs stay unread. Waiting polls of
 // the same user are woken so their unread badges follow.
 func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) (int, error) {
 	streams, err := s.streamsOf(r)
@@ -48,43 +54,46 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 			seen = append(seen, redis.Z{Score: float64(m.entry.ms), Member: id})
 		}
 	}
-	var tails positions
+	u := r.User
+	cutoff := strconv.FormatInt(ms(s.opt.Now().Add(-s.opt.Retention)), 10)
 	if all {
-		var shared []stream
+		// "Everything" is what the streams hold now: the tails, the
+		// inbox's among them. A message that arrives before the marks are
+		// written is newer than its tail, and nobody has seen it yet.
+		tails, err := s.tails(ctx, u, streams)
+		if err != nil {
+			return 0, err
+		}
+		if f, ok := beforeMarkAll.Load(s); ok {
+			f.(func())()
+		}
+		args := make([]any, 0, 2+2*len(streams))
+		args = append(args, tails["u"].String(), cutoff)
 		for _, st := range streams {
 			if st.kind != 'u' {
-				shared = append(shared, st)
+				args = append(args, st.name, tails[st.name].String())
 			}
 		}
-		if tails, err = s.tails(ctx, r.User, shared); err != nil {
+		if _, err := s.evalPipe(ctx, []scriptCall{{sc: markAllScript, args: args,
+			keys: []string{s.k.unread(u), s.k.expiring(u), s.k.read(u), s.k.seen(u)}}}); err != nil {
 			return 0, err
 		}
 	}
-	u := r.User
-	cutoff := strconv.FormatInt(ms(s.opt.Now().Add(-s.opt.Retention)), 10)
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		if all {
-			p.Del(ctx, s.k.unread(u), s.k.expiring(u))
-			fields := make([]any, 0, 2*len(tails))
-			for name, e := range tails {
-				fields = append(fields, name, e.String())
+	if len(inboxIDs) > 0 || len(seen) > 0 {
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			if len(inboxIDs) > 0 {
+				p.ZRem(ctx, s.k.unread(u), inboxIDs...)
+				p.ZRem(ctx, s.k.expiring(u), inboxIDs...)
 			}
-			p.HSet(ctx, s.k.read(u), fields...)
-			// Individually read ids at or below the new marks are now redundant.
-			p.Del(ctx, s.k.seen(u))
+			if len(seen) > 0 {
+				p.ZAdd(ctx, s.k.seen(u), seen...)
+				p.ZRemRangeByScore(ctx, s.k.seen(u), "-inf", "("+cutoff)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, wrapRedis("mark read", err)
 		}
-		if len(inboxIDs) > 0 {
-			p.ZRem(ctx, s.k.unread(u), inboxIDs...)
-			p.ZRem(ctx, s.k.expiring(u), inboxIDs...)
-		}
-		if len(seen) > 0 {
-			p.ZAdd(ctx, s.k.seen(u), seen...)
-			p.ZRemRangeByScore(ctx, s.k.seen(u), "-inf", "("+cutoff)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, wrapRedis("mark read", err)
 	}
 	s.wakeState(ctx, u)
 	st, err := s.loadState(ctx, u)
@@ -93,6 +102,57 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 	}
 	return s.unreadCount(ctx, streams, st, false)
 }
+
+// markAllScript marks a user's messages read up to the tails MarkRead
+// read, in one step:
+//   - inbox ids at or below the inbox tail leave the unread set and the
+//     expiring set (which holds only unread ids); newer ones arrived after
+//     the tails were read, so nobody has seen them yet;
+//   - each shared stream's read-up-to mark moves up to its tail, never
+//     down (another device may have moved it further meanwhile);
+//   - ids read one by one that the new marks cover, and those older than
+//     the retention, leave the seen set; newer ones stay read.
+//
+// The unread set is scored by entry millisecond, so the ids of the
+// tail's own millisecond are compared one by one.
+//
+// KEYS: unread, expiring, read, seen; ARGV: inbox tail, retention cutoff
+// (ms), then stream name and tail for each shared stream.
+var markAllScript = redis.NewScript(luaIDHelpers + `
+local t = ARGV[1]
+local tms = string.match(t, '^(%d+)')
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. tms)
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], tms, tms)) do
+  if not idless(t, m) then gone[#gone + 1] = m end
+end
+-- In chunks: Lua's unpack has a limit of a few thousand values.
+for i = 1, #gone, 500 do
+  local j = math.min(i + 499, #gone)
+  redis.call('ZREM', KEYS[1], unpack(gone, i, j))
+  redis.call('ZREM', KEYS[2], unpack(gone, i, j))
+end
+local marks = {}
+for i = 3, #ARGV - 1, 2 do
+  local name, id = ARGV[i], ARGV[i + 1]
+  local old = redis.call('HGET', KEYS[3], name)
+  if old and not idless(old, id) then
+    id = old
+  else
+    redis.call('HSET', KEYS[3], name, id)
+  end
+  marks[name] = id
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[2])
+local covered = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  local name, id = string.match(m, '^(.+)%.(%d+%-%d+)$')
+  if name and marks[name] and not idless(marks[name], id) then covered[#covered + 1] = m end
+end
+for i = 1, #covered, 500 do
+  redis.call('ZREM', KEYS[4], unpack(covered, i, math.min(i + 499, #covered)))
+end
+return 0
+`)
 
 // Delete removes a message from the reader's view. An inbox entry is
 // deleted from the stream; a broadcast or group entry is hidden for this
