@@ -1,0 +1,156 @@
+package inbox
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"pollbox/internal/redistest"
+)
+
+// Knobs of TestModel. Each flag defaults to its environment variable, so
+// scripts/test.sh runs can set them either way:
+//
+//	scripts/test.sh -run 'TestModel' ./inbox -model.seed=42 -model.ops=300
+//	POLLBOX_MODEL_SEED=42 scripts/test.sh -run 'TestModel' ./inbox
+var (
+	modelSeed   = flag.String("model.seed", os.Getenv("POLLBOX_MODEL_SEED"), "TestModel: run only these seeds, comma-separated (default: 1, 2 and one from the time)")
+	modelOps    = flag.Int("model.ops", int(envInt64("POLLBOX_MODEL_OPS", 1700)), "TestModel: operations per seed and backend")
+	modelTrust  = flag.Duration("model.trust", 200*time.Millisecond, "TestModel: the stores' Options.TrustFor")
+	modelSlack  = flag.Duration("model.slack", 150*time.Millisecond, "TestModel: time allowed beyond the trust bound for the machine's own delays")
+	modelShrink = flag.Duration("model.shrink", 30*time.Second, "TestModel: time budget for finding the shortest failing prefix")
+	modelLog    = flag.Bool("model.log", false, "TestModel: log every operation of every run")
+)
+
+func envInt64(name string, def int64) int64 {
+	if v, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil {
+		return v
+	}
+	return def
+}
+
+// TestModel is pollbox's model-based delivery test. A seeded random
+// sequence of publishes (to users, groups and everyone; with and without
+// idempotency keys and expiry), reads, deletions, polls, unread counts and
+// history reads runs on two stores over one Redis, on a single node and on
+// a cluster, while one of them (B) loses a share of its wake-ups and now
+// and then its subscription. A plain model of the contract predicts every
+// answer: every client gets every message once, in order, never skipping
+// one; timeout=0 polls, Unread, MarkRead and History are exact on either
+// store whatever B lost; waiting polls are right within the trust bound.
+// A failure is reported with its seed and the shortest failing prefix of
+// the operations.
+func TestModel(t *testing.T) {
+	t.Parallel()
+	seeds := []int64{1, 2, time.Now().UnixNano()%1_000_000_000 + 3}
+	if *modelSeed != "" {
+		seeds = nil
+		for _, f := range strings.Split(*modelSeed, ",") {
+			seed, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				t.Fatalf("-model.seed: %v", err)
+			}
+			seeds = append(seeds, seed)
+		}
+	}
+	n := *modelOps
+	eachBackend(t, func(t *testing.T, b backend) {
+		base := redistest.Prefix(t)
+		start, total := time.Now(), 0
+		for _, seed := range seeds {
+			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				total += runModelSeed(t, b, base, seed, n)
+			})
+		}
+		t.Logf("%s: %d operations over %d seeds in %v", b.name, total, len(seeds), time.Since(start).Round(time.Millisecond))
+	})
+}
+
+// runModelSeed runs seed's first n operations and, on a failure, searches
+// for the shortest prefix that still fails. It returns the operations run.
+func runModelSeed(t *testing.T, b backend, base string, seed int64, n int) int {
+	ops := genModelOps(seed, n)
+	su := modelSetup{rdb: b.rdb, prefix: base + fmt.Sprintf("s%d:r0:", seed), seed: seed, trust: *modelTrust, slack: *modelSlack}
+	ctx := testCtx(t)
+	t0 := time.Now()
+	f, notes, st := runModel(ctx, t.Fatalf, su, ops)
+	if *modelLog {
+		logModelOps(t, ops, notes, len(ops))
+	}
+	t.Logf("seed %d on %s: %d operations in %v: %d polls at once, %d waited (%d empty, %d counts within the trust bound's tolerance), %d wake-ups lost on B",
+		seed, b.name, st.ops, time.Since(t0).Round(time.Millisecond), st.pollsNow, st.pollsWaited, st.emptyWaits, st.tolerated, st.dropped)
+	if f == nil {
+		return st.ops
+	}
+
+	// Find the shortest failing prefix by bisection. Timing decides some
+	// failures, so a prefix that passes is given a second chance.
+	first := f
+	best, bestNotes, bestLen := f, notes, min(f.op+1, len(ops))
+	lo, hi := 1, bestLen
+	deadline := time.Now().Add(*modelShrink)
+	reruns := 0
+	for lo < hi && time.Now().Before(deadline) {
+		mid := (lo + hi) / 2
+		var g *modelFailure
+		var gNotes []string
+		for attempt := 0; attempt < 2 && g == nil; attempt++ {
+			reruns++
+			su.prefix = base + fmt.Sprintf("s%d:r%d:", seed, reruns)
+			g, gNotes, _ = runModel(ctx, t.Fatalf, su, ops[:mid])
+		}
+		if g != nil {
+			best, bestNotes, bestLen, hi = g, gNotes, mid, mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	var b2 strings.Builder
+	fmt.Fprintf(&b2, "seed %d on %s: %s\n", seed, b.name, failureText(first, len(ops)))
+	fmt.Fprintf(&b2, "shortest failing prefix found: %d operations (%d re-runs); it failed at %s\n",
+		bestLen, reruns, failureText(best, bestLen))
+	fmt.Fprintf(&b2, "replay: scripts/test.sh -run 'TestModel/%s' ./inbox -model.seed=%d -model.ops=%d\n", b.name, seed, bestLen)
+	fmt.Fprintf(&b2, "universe: %s\n", describeUniverse(seed))
+	for i := 0; i < bestLen; i++ {
+		fmt.Fprintf(&b2, "  #%-4d %s", i, ops[i])
+		if bestNotes[i] != "" {
+			fmt.Fprintf(&b2, "  → %s", bestNotes[i])
+		}
+		b2.WriteByte('\n')
+	}
+	if bestNotes[bestLen] != "" {
+		fmt.Fprintf(&b2, "  final checks → %s\n", bestNotes[bestLen])
+	}
+	t.Error(b2.String())
+	return st.ops
+}
+
+func failureText(f *modelFailure, n int) string {
+	if f.op >= n {
+		return fmt.Sprintf("the final checks after %d operations: %v", n, f.err)
+	}
+	return fmt.Sprintf("op #%d: %v", f.op, f.err)
+}
+
+func describeUniverse(seed int64) string {
+	var parts []string
+	for u, gs := range modelGroupsOf(seed) {
+		names := make([]string, len(gs))
+		for i, g := range gs {
+			names[i] = groupName(g)
+		}
+		parts = append(parts, fmt.Sprintf("%s in [%s]", userName(u), strings.Join(names, " ")))
+	}
+	return strings.Join(parts, ", ") + fmt.Sprintf("; clients c%d..c%d of u0, and so on, %d per user", 0, modelClientsPerUser-1, modelClientsPerUser)
+}
+
+func logModelOps(t *testing.T, ops []modelOp, notes []string, n int) {
+	t.Helper()
+	for i := 0; i < n && i < len(ops); i++ {
+		t.Logf("#%-4d %s  → %s", i, ops[i], notes[i])
+	}
+}
