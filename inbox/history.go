@@ -52,7 +52,8 @@ func (b bound) arg() string {
 }
 
 // History returns messages newest first, merged over the reader's inbox,
-// broadcast and group streams. It reads the tails first and never looks
+// broadcast and group streams: the exact reverse of the order polls
+// deliver in (see Message.before). It reads the tails first and never looks
 // past them, so the returned cursor continues exactly where the page starts.
 func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryResult, error) {
 	streams, err := s.streamsOf(r)

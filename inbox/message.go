@@ -27,8 +27,11 @@ type Message struct {
 	entry  entryID
 }
 
-// before orders messages oldest first: by entry ID, then stream name, so
-// entries of different streams with equal IDs still have one fixed order.
+// before is the order of every answer that merges streams (polls oldest
+// first, history in exact reverse; README, "Order"): by entry ID, that is
+// by millisecond and then by sequence number, and for equal IDs by stream
+// name in byte order, "b" < "g.<group>" < "u": broadcast, then groups by
+// name, then the inbox. Within one stream this is publish order.
 func (m *Message) before(o *Message) bool {
 	if m.entry != o.entry {
 		return m.entry.less(o.entry)
