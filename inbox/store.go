@@ -127,7 +127,7 @@ func (s *Store) Hub() *Hub { return s.hub }
 // and retried), but the first large publish after a Redis start would run
 // twice: once to find the script missing, once for real.
 func (s *Store) LoadScripts(ctx context.Context) error {
-	for _, sc := range []*redis.Script{publishScript, readScript, stateScript, tailScript, sharedUnreadScript, wakeStateScript} {
+	for _, sc := range []*redis.Script{publishScript, readScript, stateScript, tailScript, sharedUnreadScript, wakeStateScript, markAllScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return wrapRedis("script load", err)
 		}
