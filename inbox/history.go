@@ -55,65 +55,110 @@ func (b bound) arg() string {
 // broadcast and group streams: the exact reverse of the order polls
 // deliver in (see Message.before). It reads the tails first and never looks
 // past them, so the returned cursor continues exactly where the page starts.
+// History always reads Redis (see view).
+//
+// It runs in phases: start (check the query), state (tails and read
+// state), plan (each stream's range), scan (read the ranges in rounds
+// until the page is full), then answer (merge, page, count).
 func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryResult, error) {
-	streams, err := s.streamsOf(r)
+	h, err := s.startHistory(r, q)
 	if err != nil {
 		return HistoryResult{}, err
+	}
+	if err := h.state(ctx); err != nil {
+		return HistoryResult{}, err
+	}
+	h.plan()
+	if err := h.scan(ctx); err != nil {
+		return HistoryResult{}, err
+	}
+	return h.answer(ctx)
+}
+
+// historyRun is one history request in progress.
+type historyRun struct {
+	s       *Store
+	user    string
+	q       HistoryQuery
+	streams []stream
+	before  *msgRef
+	tails   positions
+	st      *userState
+	scans   []*scan
+}
+
+// scan is one stream's part of a page: the upper end (tail, before,
+// until), the lower end (since), and what was found so far.
+type scan struct {
+	st      stream
+	end     bound
+	start   string
+	got     []*Message
+	done    bool
+	capped  bool // stopped by historyScan: examined only down to end
+	scanned int
+}
+
+// startHistory checks the query.
+func (s *Store) startHistory(r Reader, q HistoryQuery) (*historyRun, error) {
+	streams, err := s.streamsOf(r)
+	if err != nil {
+		return nil, err
 	}
 	if q.Limit == 0 {
 		q.Limit = DefaultHistoryLimit
 	}
 	if q.Limit < 0 || q.Limit > MaxHistoryLimit {
-		return HistoryResult{}, fmt.Errorf("%w: limit must be 1-%d", ErrInvalid, MaxHistoryLimit)
+		return nil, fmt.Errorf("%w: limit must be 1-%d", ErrInvalid, MaxHistoryLimit)
 	}
-	var before *msgRef
+	h := &historyRun{s: s, user: r.User, q: q, streams: streams}
 	if q.Before != "" {
 		m, err := parseMsgRef(q.Before)
 		if err != nil {
-			return HistoryResult{}, err
+			return nil, err
 		}
 		if _, err := findStream(streams, m); err != nil {
-			return HistoryResult{}, fmt.Errorf("%w: before names a stream outside the reader's view", ErrBadID)
+			return nil, fmt.Errorf("%w: before names a stream outside the reader's view", ErrBadID)
 		}
-		before = &m
+		h.before = &m
 	}
-	tails, err := s.tails(ctx, r.User, streams)
-	if err != nil {
-		return HistoryResult{}, err
+	return h, nil
+}
+
+// state reads the streams' tails and the user's read state, with every
+// unread inbox id (for read flags).
+func (h *historyRun) state(ctx context.Context) error {
+	s := h.s
+	var err error
+	if h.tails, err = s.tails(ctx, h.user, h.streams); err != nil {
+		return err
 	}
-	st, err := s.loadState(ctx, r.User)
-	if err != nil {
-		return HistoryResult{}, err
+	if h.st, err = s.loadState(ctx, h.user); err != nil {
+		return err
 	}
-	unreadIDs, err := s.rdb.ZRange(ctx, s.k.unread(r.User), 0, -1).Result()
+	unreadIDs, err := s.rdb.ZRange(ctx, s.k.unread(h.user), 0, -1).Result()
 	if err != nil && err != redis.Nil {
-		return HistoryResult{}, wrapRedis("history", err)
+		return wrapRedis("history", err)
 	}
 	for _, id := range unreadIDs {
-		st.inboxUnread[id] = true
+		h.st.inboxUnread[id] = true
 	}
-	st.allInbox = true
+	h.st.allInbox = true
+	return nil
+}
 
-	// Per stream: the upper end (tail, before, until) and the lower end (since).
-	type scan struct {
-		st      stream
-		end     bound
-		start   string
-		got     []*Message
-		done    bool
-		capped  bool // stopped by historyScan: examined only down to end
-		scanned int
-	}
-	var scans []*scan
-	for _, sh := range streams {
-		end := bound{id: tails[sh.name]}
+// plan sets each non-empty stream's range.
+func (h *historyRun) plan() {
+	q := h.q
+	for _, sh := range h.streams {
+		end := bound{id: h.tails[sh.name]}
 		if end.id.isZero() {
 			continue // empty stream
 		}
-		if before != nil {
+		if h.before != nil {
 			// Order is (entry, stream name): in a stream named before the
 			// reference stream, the equal entry ID still comes first.
-			b := bound{id: before.entry, excl: !(sh.name < before.streamName())}
+			b := bound{id: h.before.entry, excl: !(sh.name < h.before.streamName())}
 			if b.id.less(end.id) || (b.id == end.id && b.excl) {
 				end = b
 			}
@@ -128,66 +173,84 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 		if !q.Since.IsZero() {
 			start = fmt.Sprintf("%d-0", max(ms(q.Since), 0))
 		}
-		scans = append(scans, &scan{st: sh, end: end, start: start})
+		h.scans = append(h.scans, &scan{st: sh, end: end, start: start})
 	}
+}
 
-	now := ms(s.opt.Now())
-	want := q.Limit + 1
+// scan reads the ranges newest first, in rounds, until each stream has
+// given a page and one more, is exhausted, or reached historyScan.
+func (h *historyRun) scan(ctx context.Context) error {
+	want := h.q.Limit + 1
 	batch := max(2*want, 50)
 	for {
 		var active []*scan
-		for _, sc := range scans {
+		for _, sc := range h.scans {
 			if !sc.done && len(sc.got) < want {
 				active = append(active, sc)
 			}
 		}
 		if len(active) == 0 {
-			break
-		}
-		cmds := make([]*redis.XMessageSliceCmd, len(active))
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, sc := range active {
-				cmds[i] = p.XRevRangeN(ctx, sc.st.key, sc.end.arg(), sc.start, int64(batch))
-			}
 			return nil
-		})
-		if err != nil && err != redis.Nil {
-			return HistoryResult{}, wrapRedis("history", err)
 		}
-		for i, sc := range active {
-			xs, err := cmds[i].Result()
-			if err != nil && err != redis.Nil {
-				return HistoryResult{}, wrapRedis("history", err)
-			}
-			for _, x := range xs {
-				m, err := fromXMessage(sc.st, x)
-				if err != nil {
-					return HistoryResult{}, err
-				}
-				sc.end = bound{id: m.entry, excl: true}
-				if m.expired(now) || st.hidden[m.ID] || (q.Type != "" && m.Type != q.Type) {
-					continue
-				}
-				m.Read = st.isRead(m)
-				if q.Unread && m.Read {
-					continue
-				}
-				sc.got = append(sc.got, m)
-			}
-			sc.scanned += len(xs)
-			if len(xs) < batch {
-				sc.done = true
-			} else if sc.scanned >= historyScan {
-				sc.done, sc.capped = true, true
-			}
+		if err := h.round(ctx, active, batch); err != nil {
+			return err
 		}
 	}
+}
+
+// round reads one batch of each active stream and keeps what matches.
+func (h *historyRun) round(ctx context.Context, active []*scan, batch int) error {
+	rdb, q, st := h.s.rdb, h.q, h.st
+	now := ms(h.s.opt.Now())
+	cmds := make([]*redis.XMessageSliceCmd, len(active))
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sc := range active {
+			cmds[i] = p.XRevRangeN(ctx, sc.st.key, sc.end.arg(), sc.start, int64(batch))
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return wrapRedis("history", err)
+	}
+	for i, sc := range active {
+		xs, err := cmds[i].Result()
+		if err != nil && err != redis.Nil {
+			return wrapRedis("history", err)
+		}
+		for _, x := range xs {
+			m, err := fromXMessage(sc.st, x)
+			if err != nil {
+				return err
+			}
+			sc.end = bound{id: m.entry, excl: true}
+			if m.expired(now) || st.hidden[m.ID] || (q.Type != "" && m.Type != q.Type) {
+				continue
+			}
+			m.Read = st.isRead(m)
+			if q.Unread && m.Read {
+				continue
+			}
+			sc.got = append(sc.got, m)
+		}
+		sc.scanned += len(xs)
+		if len(xs) < batch {
+			sc.done = true
+		} else if sc.scanned >= historyScan {
+			sc.done, sc.capped = true, true
+		}
+	}
+	return nil
+}
+
+// answer merges what the scans found into one page, newest first, with
+// the next page's start, the unread count and the cursor at the tails.
+func (h *historyRun) answer(ctx context.Context) (HistoryResult, error) {
 	// A stream cut short was examined only down to its frontier: a message
 	// older than that could jump over entries not examined yet. The page
 	// stops at the newest frontier, and next continues from there, also
 	// when the page is empty.
 	var frontier *Message
-	for _, sc := range scans {
+	for _, sc := range h.scans {
 		if sc.capped {
 			f := &Message{ID: sc.st.publicID(sc.end.id), stream: sc.st.name, entry: sc.end.id}
 			if frontier == nil || frontier.before(f) {
@@ -196,7 +259,7 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 		}
 	}
 	var all []*Message
-	for _, sc := range scans {
+	for _, sc := range h.scans {
 		for _, m := range sc.got {
 			if frontier == nil || !m.before(frontier) {
 				all = append(all, m)
@@ -206,20 +269,21 @@ func (s *Store) History(ctx context.Context, r Reader, q HistoryQuery) (HistoryR
 	sort.Slice(all, func(i, j int) bool { return all[j].before(all[i]) })
 	res := HistoryResult{Messages: []Message{}}
 	for i, m := range all {
-		if i == q.Limit {
+		if i == h.q.Limit {
 			break
 		}
 		res.Messages = append(res.Messages, *m)
 	}
-	if len(all) > q.Limit {
+	if len(all) > h.q.Limit {
 		res.Next = res.Messages[len(res.Messages)-1].ID
 	} else if frontier != nil {
 		res.Next = frontier.ID
 	}
-	if res.Unread, err = s.unreadCount(ctx, streams, st, false); err != nil {
+	var err error
+	if res.Unread, err = h.s.unreadCount(ctx, h.streams, h.st, false); err != nil {
 		return HistoryResult{}, err
 	}
-	res.Cursor = encodeCursor(streams, tails)
+	res.Cursor = encodeCursor(h.streams, h.tails)
 	return res, nil
 }
 
