@@ -87,6 +87,11 @@ func runModelSeed(t *testing.T, b backend, base string, seed int64, n int) int {
 	t.Logf("seed %d on %s: %d operations in %v: %d polls at once, %d waited (%d empty, %d counts within the trust bound's tolerance), %d wake-ups lost on B",
 		seed, b.name, st.ops, time.Since(t0).Round(time.Millisecond), st.pollsNow, st.pollsWaited, st.emptyWaits, st.tolerated, st.dropped)
 	if f == nil {
+		// The fault hook finds publishes by the title their wake-ups carry:
+		// if that stops matching, B would silently lose nothing.
+		if st.ops >= 500 && st.dropped == 0 {
+			t.Errorf("seed %d on %s: B lost no wake-ups in %d operations: the fault hook no longer matches them", seed, b.name, st.ops)
+		}
 		return st.ops
 	}
 
