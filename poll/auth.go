@@ -100,21 +100,28 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 }
 
 // bearer extracts the token from the Authorization header or, for clients
-// that cannot set headers, the access_token query parameter.
-func bearer(r *http.Request) string {
+// that cannot set headers, the access_token query parameter. An
+// access_token that cannot be decoded is a 400, not a missing token: the
+// client sent one, and logging in again would not mend its URL.
+func bearer(r *http.Request) (string, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
+			return strings.TrimSpace(tok), nil
 		}
-		return ""
+		return "", nil
 	}
-	return r.URL.Query().Get("access_token")
+	var err error
+	tok := rawQuery(r.URL.RawQuery).value("access_token", &err)
+	return tok, err
 }
 
 // Authenticate verifies the request's token and returns its principal.
 func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
-	tok := bearer(r)
+	tok, err := bearer(r)
+	if err != nil {
+		return Principal{}, err
+	}
 	if tok == "" {
 		return Principal{}, errNoToken
 	}
@@ -172,7 +179,7 @@ func (a *Authenticator) verify(tok string) (Principal, error) {
 		}
 	}
 	if len(groups) > inbox.MaxGroups {
-		return Principal{}, badRequest(fmt.Sprintf("the token lists more than %d groups", inbox.MaxGroups))
+		return Principal{}, badRequest(fmt.Sprintf("the token lists more than %d distinct groups", inbox.MaxGroups))
 	}
 	p := Principal{User: user, Groups: groups, Sender: user, Token: tok}
 	for _, g := range groups {
@@ -240,7 +247,9 @@ func claimString(v any) (string, error) {
 }
 
 // claimGroups accepts a JSON array of strings or a comma-separated string
-// (smpe-admin's "auth" claim is "admin,user:list").
+// (smpe-admin's "auth" claim is "admin,user:list"). It drops empty entries
+// and repeats, so that the cap on groups counts distinct groups, as the
+// inbox does.
 func claimGroups(v any) ([]string, error) {
 	var raw []string
 	switch x := v.(type) {
@@ -260,8 +269,10 @@ func claimGroups(v any) ([]string, error) {
 		return nil, errors.New("groups claim has the wrong type")
 	}
 	out := raw[:0]
+	seen := make(map[string]bool, len(raw))
 	for _, g := range raw {
-		if g = strings.TrimSpace(g); g != "" {
+		if g = strings.TrimSpace(g); g != "" && !seen[g] {
+			seen[g] = true
 			out = append(out, g)
 		}
 	}

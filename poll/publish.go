@@ -29,7 +29,9 @@ const maxExpiresIn = 10 * 365 * 24 * 3600
 
 // ParsePublish decodes and validates a publish request body. It returns
 // an error for anything the store would refuse, so an invalid request never
-// reaches Redis.
+// reaches Redis, and for any body decodeJSON refuses (keys not exactly the
+// documented ones or repeated, text that is not valid UTF-8), so that what
+// is stored is what the publisher meant and valid in every answer.
 func ParsePublish(body []byte, maxBody, maxRecipients int) (inbox.Target, inbox.Draft, string, error) {
 	var req publishRequest
 	if err := decodeJSON(body, &req); err != nil {
@@ -101,12 +103,12 @@ func handlePublish(d *deps) http.Handler {
 			writeError(w, r, rateLimited(after))
 			return
 		}
-		var raw json.RawMessage
-		if err := decodeBody(w, r, d.cfg.MaxRequestBytes, &raw); err != nil {
+		body, err := readBody(w, r, d.cfg.MaxRequestBytes)
+		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		t, draft, key, err := ParsePublish(raw, d.cfg.MaxBody, d.cfg.MaxRecipients)
+		t, draft, key, err := ParsePublish(body, d.cfg.MaxBody, d.cfg.MaxRecipients)
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -2,13 +2,9 @@ package poll
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -25,30 +21,6 @@ type pollResponse struct {
 	Reset    bool          `json:"reset"`
 }
 
-// rawQuery looks parameters up in a raw query string as url.Values.Get
-// would after url.ParseQuery, without building the map.
-type rawQuery string
-
-// Get returns the first value of name, unescaped ("" when absent).
-func (q rawQuery) Get(name string) string {
-	raw := string(q)
-	for raw != "" {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
-		if strings.Contains(pair, ";") { // refused by url.ParseQuery too
-			continue
-		}
-		k, v, _ := strings.Cut(pair, "=")
-		if k, err := url.QueryUnescape(k); err != nil || k != name {
-			continue
-		}
-		if v, err := url.QueryUnescape(v); err == nil {
-			return v
-		}
-	}
-	return ""
-}
-
 // sessionEnded is the cancel cause of a poll whose login session ended.
 var sessionEnded = errors.New("session ended")
 
@@ -58,9 +30,15 @@ func handlePoll(d *deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := principal(r)
 		q := rawQuery(r.URL.RawQuery) // polls are most requests: no map of every parameter
+		var qerr error
+		timeout, limitS, cursor := q.value("timeout", &qerr), q.value("limit", &qerr), q.value("cursor", &qerr)
+		if qerr != nil {
+			writeError(w, r, qerr)
+			return
+		}
 		wait := d.cfg.PollTimeout
-		if s := q.Get("timeout"); s != "" {
-			n, err := strconv.Atoi(s)
+		if timeout != "" {
+			n, err := strconv.Atoi(timeout)
 			if err != nil || n < 0 {
 				writeError(w, r, newErr(http.StatusBadRequest, "bad_timeout", "timeout must be a whole number of seconds ≥ 0"))
 				return
@@ -73,12 +51,11 @@ func handlePoll(d *deps) http.Handler {
 			}
 			wait = time.Duration(n) * time.Second
 		}
-		limit, err := intParam(q.Get("limit"), inbox.DefaultLimit, 1, inbox.MaxLimit)
+		limit, err := intParam(limitS, inbox.DefaultLimit, 1, inbox.MaxLimit)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		cursor := q.Get("cursor")
 		if len(cursor) > inbox.MaxCursorLen {
 			writeError(w, r, newErr(http.StatusBadRequest, "bad_cursor", "cursor too long"))
 			return
@@ -159,26 +136,32 @@ type historyResponse struct {
 // handleHistory serves GET /v1/messages.
 func handleHistory(d *deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		var hq inbox.HistoryQuery
+		q := rawQuery(r.URL.RawQuery)
 		var err error
-		if hq.Limit, err = intParam(q.Get("limit"), inbox.DefaultHistoryLimit, 1, inbox.MaxHistoryLimit); err != nil {
+		limit, before, typ, unread, since, until := q.value("limit", &err), q.value("before", &err),
+			q.value("type", &err), q.value("unread", &err), q.value("since", &err), q.value("until", &err)
+		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		hq.Before = q.Get("before")
+		var hq inbox.HistoryQuery
+		if hq.Limit, err = intParam(limit, inbox.DefaultHistoryLimit, 1, inbox.MaxHistoryLimit); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		hq.Before = before
 		if hq.Before != "" {
 			if err := inbox.ParseMessageID(hq.Before); err != nil {
 				writeError(w, r, err)
 				return
 			}
 		}
-		hq.Type = q.Get("type")
+		hq.Type = typ
 		if len(hq.Type) > inbox.MaxTypeLen {
 			writeError(w, r, badRequest("type too long"))
 			return
 		}
-		switch q.Get("unread") {
+		switch unread {
 		case "", "false", "0":
 		case "true", "1":
 			hq.Unread = true
@@ -186,11 +169,11 @@ func handleHistory(d *deps) http.Handler {
 			writeError(w, r, badRequest("unread must be true or false"))
 			return
 		}
-		if hq.Since, err = timeParam("since", q.Get("since")); err != nil {
+		if hq.Since, err = timeParam("since", since); err != nil {
 			writeError(w, r, err)
 			return
 		}
-		if hq.Until, err = timeParam("until", q.Get("until")); err != nil {
+		if hq.Until, err = timeParam("until", until); err != nil {
 			writeError(w, r, err)
 			return
 		}
@@ -277,82 +260,4 @@ func handleDelete(d *deps) http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-}
-
-// intParam parses an optional integer query parameter within [lo, hi].
-func intParam(s string, def, lo, hi int) (int, error) {
-	if s == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < lo || n > hi {
-		return 0, badRequest("limit must be a whole number from " + strconv.Itoa(lo) + " to " + strconv.Itoa(hi))
-	}
-	return n, nil
-}
-
-// timeParam parses RFC 3339 or unix milliseconds.
-func timeParam(name, s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 && n < 1e15 {
-		return time.UnixMilli(n), nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil && t.Year() >= 1970 && t.Year() < 10000 {
-		return t, nil
-	}
-	return time.Time{}, badRequest(name + " must be RFC 3339 or unix milliseconds")
-}
-
-// decodeBody reads a JSON body strictly: bounded size, no unknown fields,
-// nothing after the value.
-func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return newErr(http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/json")
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge("request body larger than " + strconv.FormatInt(limit, 10) + " bytes")
-		}
-		return badRequest("could not read the request body")
-	}
-	return decodeJSON(body, v)
-}
-
-func decodeJSON(body []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("invalid JSON: " + jsonErrText(err))
-	}
-	if dec.More() {
-		return badRequest("invalid JSON: data after the object")
-	}
-	var extra json.RawMessage
-	if err := dec.Decode(&extra); err != io.EOF {
-		return badRequest("invalid JSON: data after the object")
-	}
-	return nil
-}
-
-// jsonErrText describes a decoding error without echoing large input.
-func jsonErrText(err error) string {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te):
-		return "field " + strconv.Quote(te.Field) + " has the wrong type"
-	case errors.As(err, &se):
-		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "body is empty or truncated"
-	}
-	msg := err.Error()
-	if len(msg) > 200 {
-		msg = msg[:200]
-	}
-	return strings.TrimPrefix(msg, "json: ")
 }
