@@ -101,6 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			if err != nil {
 				return fmt.Errorf("session-redis-url: %w", err)
 			}
+			opt.ContextTimeoutEnabled = true // see openRedis
 			sc := redis.NewClient(opt)
 			defer sc.Close()
 			srdb = sc
@@ -148,7 +149,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		PollTimeout: cfg.PollTimeout, PollTimeoutMax: cfg.PollTimeoutMax, MaxPollsPerUser: cfg.MaxPollsPerUser,
 		MaxBody: cfg.MaxBody, MaxRecipients: cfg.MaxRecipients, PublishRate: cfg.PublishRate,
 		PublishBurst: cfg.PublishBurst, CORSOrigins: splitList(cfg.CORSOrigins), Stop: stopping,
-		StoreTimeout: cfg.RedisTimeout + 2*time.Second,
+		// Every request answers within its wait plus this (SPEC): each
+		// request's Redis calls share one deadline that go-redis honours
+		// (see openRedis), so a hung Redis costs a request one timeout.
+		StoreTimeout: cfg.RedisTimeout + time.Second,
 	}
 	if dev != nil && dev.tokens != nil {
 		hcfg.DevTokens = dev.tokens
@@ -225,6 +229,11 @@ func openRedis(cfg *config) (redis.UniversalClient, func(), error) {
 		// One dial attempt per try: while Redis is down, requests should get
 		// their 503 quickly rather than after a series of dial retries.
 		DialerRetries: 1,
+		// Honour the caller's deadline on the socket too, not only the
+		// timeouts above: those apply per read or write, so one command (a
+		// MULTI/EXEC reads twice) or a few in a row could otherwise hold a
+		// request for several times the Redis timeout.
+		ContextTimeoutEnabled: true,
 	}
 	switch {
 	case cfg.RedisClusterAddrs != "":

@@ -44,18 +44,24 @@ func newBatcher(rdb redis.UniversalClient, workers int, timeout time.Duration) *
 // do runs calls and returns one result or error per call. It returns early
 // with ctx's error if ctx ends first, or with context.DeadlineExceeded
 // after the batcher's timeout, however long ctx allows; the calls may
-// still run. (A timer
-// rather than a derived context: that would register with the request's
-// context on every call, and this runs for most requests.)
+// still run. The timeout counts from this call: a caller making several
+// calls bounds them together with its context's deadline, which is the
+// only bound when it comes first. (A timer rather than a derived context:
+// that would register with the request's context on every call, and this
+// runs for most requests.)
 func (b *batcher) do(ctx context.Context, calls []scriptCall) ([]any, []error, error) {
 	r := &batchReq{calls: calls, out: make([]any, len(calls)), errs: make([]error, len(calls)), done: make(chan struct{})}
-	t := time.NewTimer(b.timeout)
-	defer t.Stop()
+	var timeout <-chan time.Time // nil: ctx's deadline comes first
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > b.timeout {
+		t := time.NewTimer(b.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case b.queue <- r:
 	case <-ctx.Done():
 		return nil, nil, context.Cause(ctx)
-	case <-t.C:
+	case <-timeout:
 		return nil, nil, context.DeadlineExceeded
 	case <-b.stop:
 		return nil, nil, redis.ErrClosed
@@ -65,7 +71,7 @@ func (b *batcher) do(ctx context.Context, calls []scriptCall) ([]any, []error, e
 		return r.out, r.errs, nil
 	case <-ctx.Done():
 		return nil, nil, context.Cause(ctx)
-	case <-t.C:
+	case <-timeout:
 		return nil, nil, context.DeadlineExceeded
 	}
 }

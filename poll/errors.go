@@ -64,8 +64,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, inbox.ErrNotFound):
 		ae = newErr(http.StatusNotFound, "not_found", "no such message")
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client left; nobody reads this answer, and it is no server fault.
-		ae = newErr(499, "client_closed", "client closed the request")
+		// The client left: nobody reads an answer, and a client that only
+		// shut down its sending side would take one for real.
+		abortGone(r)
 	case errors.Is(err, inbox.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		scopeOf(r).redisErr = true
 		logOf(r).Warn().Err(err).Msg("storage unavailable")

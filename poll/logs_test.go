@@ -1,8 +1,11 @@
 package poll
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +102,77 @@ func TestLogsNeverContainTokens(t *testing.T) {
 		}
 		if got, _ := m["query"].(string); got != c.query {
 			t.Errorf("%s: logged query %q, want %q", c.name, got, c.query)
+		}
+	}
+}
+
+// TestLogOfAbandonedPoll: a poll whose client goes away mid-wait (a proxy
+// cutting the connection, a closed tab) was never answered, and the access
+// log says so, as /metrics does: no status 200, the outcome "gone", at info
+// level (it is no server fault), with how long it waited.
+func TestLogOfAbandonedPoll(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	alice := s.token(t, "alice")
+	cur := s.cursor(t, alice)
+	// One poll before, so the polls_total family exists in the first scrape.
+	s.doLogged(t, request{method: "GET", path: "/v1/poll?timeout=0", token: alice})
+	s.waitPolls(t, 1)
+	before := scrape(t, s.url)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := doErr(ctx, s.url, request{method: "GET", path: "/v1/poll?timeout=30&_=abandoned&cursor=" + cur, token: alice})
+		done <- err
+	}()
+	s.waitPolls(t, 1)
+	start := time.Now()
+	time.Sleep(100 * time.Millisecond) // a wait the log line must account for
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the cancelled poll got an answer")
+	}
+	s.logs.waitFor(t, "_=abandoned")
+	waited := time.Since(start)
+
+	var line map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(s.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %v: %s", err, l)
+		}
+		if q, _ := m["query"].(string); m["message"] == "request" && strings.Contains(q, "_=abandoned") {
+			line = m
+		}
+	}
+	if line == nil {
+		t.Fatalf("no access log line for the abandoned poll:\n%s", s.logs)
+	}
+	if strings.Contains(s.logs.String(), "panic") {
+		t.Errorf("the abandoned poll is logged as a panic:\n%s", s.logs)
+	}
+	if line["status"] == float64(http.StatusOK) {
+		t.Errorf("the abandoned poll is logged with status 200: %v", line)
+	}
+	if line["outcome"] != "gone" || line["level"] != "info" || line["route"] != "/v1/poll" || line["user"] != "alice" {
+		t.Errorf("logged outcome=%v level=%v route=%v user=%v, want gone, info, /v1/poll, alice",
+			line["outcome"], line["level"], line["route"], line["user"])
+	}
+	// zerolog writes durations in milliseconds.
+	if d, _ := line["duration"].(float64); d < 100 || time.Duration(d*float64(time.Millisecond)) > waited+time.Second {
+		t.Errorf("logged duration %v ms, want at least the 100 ms it waited", line["duration"])
+	}
+
+	// /metrics counts the request as the log line does.
+	after := scrape(t, s.url)
+	st, _ := line["status"].(float64)
+	status := strconv.FormatFloat(st, 'f', -1, 64)
+	gone := `pollbox_polls_total{outcome="gone"}`
+	logged := `pollbox_http_requests_total{route="/v1/poll",status="` + status + `"}`
+	for name, d := range delta(before, after, gone, logged) {
+		if d != 1 {
+			t.Errorf("%s moved by %v, want 1", name, d)
 		}
 	}
 }

@@ -24,9 +24,11 @@ const scopeKey ctxKey = 0
 type scope struct {
 	id        string // request id (an xid)
 	base      *zerolog.Logger
+	start     time.Time // when the request began: its deadline counts from here
 	route     string
 	user      string
-	redisErr  bool // the request failed because Redis was unavailable
+	outcome   string // why a request ended without an answer (see abortGone)
+	redisErr  bool   // the request failed because Redis was unavailable
 	principal Principal
 }
 
@@ -60,40 +62,74 @@ func routeLabel(route string, next http.Handler) http.Handler {
 // status, size and duration. It logs the path and a redacted query —
 // never a token, whether it came in the Authorization header or
 // access_token.
+//
+// A request that ended without an answer (the handler panicked with
+// http.ErrAbortHandler, see abortGone) is logged and counted with status 0
+// and its outcome, not with the 200 that nobody was sent.
 func requestScope(log zerolog.Logger, m *Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sc := &scope{id: xid.New().String(), base: &log}
+		sc := &scope{id: xid.New().String(), base: &log, start: time.Now()}
 		w.Header()["X-Request-Id"] = []string{sc.id}
 		r = r.WithContext(context.WithValue(r.Context(), scopeKey, sc))
-		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		answered := false
+		// Deferred, so that it runs while an aborting panic goes by too
+		// (without recovering it: net/http must see it to drop the connection).
+		defer func() { logRequest(log, m, sc, r, rec, answered) }()
 		next.ServeHTTP(rec, r)
-		route := sc.route
-		if route == "" {
-			route = "other"
-		}
-		m.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
-		if sc.redisErr {
-			m.redisErrors.Inc()
-		}
-		lvl := zerolog.InfoLevel
-		if rec.status >= 500 {
-			lvl = zerolog.WarnLevel
-		}
-		ev := log.WithLevel(lvl)
-		if ev == nil { // level disabled: skip building the line
-			return
-		}
-		ev = ev.Str("req_id", sc.id).Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
-			Int("status", rec.status).Int("size", rec.size).Dur("duration", time.Since(start))
-		if q := redactQuery(r.URL.RawQuery); q != "" {
-			ev = ev.Str("query", q)
-		}
-		if sc.user != "" {
-			ev = ev.Str("user", sc.user)
-		}
-		ev.Msg("request")
+		answered = true
 	})
+}
+
+// logRequest counts a request and writes its access-log line.
+func logRequest(log zerolog.Logger, m *Metrics, sc *scope, r *http.Request, rec *statusRecorder, answered bool) {
+	route := sc.route
+	if route == "" {
+		route = "other"
+	}
+	status, outcome := rec.status, ""
+	if !answered {
+		status, outcome = 0, sc.outcome
+		if outcome == "" {
+			outcome = "aborted"
+		}
+	}
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	if sc.redisErr {
+		m.redisErrors.Inc()
+	}
+	lvl := zerolog.InfoLevel
+	if status >= 500 || outcome == "aborted" {
+		lvl = zerolog.WarnLevel
+	}
+	ev := log.WithLevel(lvl)
+	if ev == nil { // level disabled: skip building the line
+		return
+	}
+	ev = ev.Str("req_id", sc.id).Str("method", r.Method).Str("path", r.URL.Path).Str("route", route).
+		Int("status", status)
+	if outcome != "" {
+		ev = ev.Str("outcome", outcome)
+	}
+	ev = ev.Int("size", rec.size).Dur("duration", time.Since(sc.start))
+	if q := redactQuery(r.URL.RawQuery); q != "" {
+		ev = ev.Str("query", q)
+	}
+	if sc.user != "" {
+		ev = ev.Str("user", sc.user)
+	}
+	ev.Msg("request")
+}
+
+// abortGone ends a request whose client has gone without answering it:
+// net/http drops the connection instead of writing the empty 200 that a
+// handler returning without a word would send. A client that only shut
+// down its sending side, or a proxy still reading, would take that for a
+// real answer. The access log records the request with the outcome
+// "gone", as the polls metric does.
+func abortGone(r *http.Request) {
+	scopeOf(r).outcome = "gone"
+	panic(http.ErrAbortHandler)
 }
 
 // redactQuery keeps query parameters for the log but blanks access_token.
@@ -142,7 +178,16 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 
 // authenticate runs the authenticator and stores the principal in the request's scope.
 func authenticate(d *deps, w http.ResponseWriter, r *http.Request) (Principal, bool) {
-	p, err := d.auth.Authenticate(r)
+	ar := r
+	if d.auth.cfg.Sessions != nil {
+		// The session check is a store call like the handler's: it counts
+		// against the request's deadline, so that a hung Redis costs the
+		// request one timeout in all.
+		ctx, cancel := withTimeout(r.Context(), d.cfg.StoreTimeout)
+		defer cancel()
+		ar = r.WithContext(ctx)
+	}
+	p, err := d.auth.Authenticate(ar)
 	if err != nil {
 		writeError(w, r, err)
 		return p, false

@@ -4,7 +4,6 @@
 package poll
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -24,10 +23,12 @@ type Config struct {
 	MaxRequestBytes int64         // bytes of any request body
 	PublishRate     float64       // publishes per second per publisher; 0 = unlimited
 	PublishBurst    int
-	CORSOrigins     []string          // allowed origins; "*" allows any
-	SessionRecheck  time.Duration     // how often a waiting poll re-checks its login session
-	StoreTimeout    time.Duration     // bound on a quick store call
-	DevTokens       map[string]string // shown on the demo page in zero-config mode
+	CORSOrigins     []string      // allowed origins; "*" allows any
+	SessionRecheck  time.Duration // how often a waiting poll re-checks its login session
+	// StoreTimeout is how long a request may take beyond a poll's wait: it
+	// answers by then, with 503 if the store has not (see requestDeadline).
+	StoreTimeout time.Duration
+	DevTokens    map[string]string // shown on the demo page in zero-config mode
 	// Stop is closed when the server begins shutting down: waiting polls
 	// answer at once with their cursor and new requests get 503.
 	Stop <-chan struct{}
@@ -99,6 +100,9 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 		w.WriteHeader(http.StatusNoContent)
 	})
 	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
+		if v == http.ErrAbortHandler { // a deliberate abort (abortGone): net/http drops the connection
+			panic(v)
+		}
 		logOf(req).Error().Interface("panic", v).Msg("handler panic")
 		writeError(w, req, newErr(http.StatusInternalServerError, "internal", "internal error"))
 	}
@@ -187,7 +191,7 @@ func handleHealth() http.Handler {
 
 func handleReady(d *deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := withTimeout(r.Context(), min(2*time.Second, d.cfg.StoreTimeout))
 		defer cancel()
 		if err := d.store.Ping(ctx); err != nil {
 			writeError(w, r, err)

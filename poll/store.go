@@ -58,7 +58,29 @@ func toWire(ms []inbox.Message) []wireMessage {
 // readerOf is the reading identity of a principal.
 func readerOf(p Principal) inbox.Reader { return inbox.Reader{User: p.User, Groups: p.Groups} }
 
-// withTimeout bounds a store call that should be quick.
-func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, d)
+// answerMargin is what a request keeps of its time for writing its answer
+// after its store work was cut off.
+const answerMargin = 500 * time.Millisecond
+
+// requestDeadline is when the store work of the request that ctx belongs
+// to must end: budget (plus wait, a poll's wait) after the request began,
+// less answerMargin. Every store call of a request, and the session check
+// before them, shares this one deadline, so that a Redis that does not
+// answer costs a request one timeout in all, not one per call. The start
+// comes from the request's scope, which survives context.WithoutCancel;
+// outside a request the clock starts now.
+func requestDeadline(ctx context.Context, wait, budget time.Duration) time.Time {
+	var start time.Time
+	if sc, _ := ctx.Value(scopeKey).(*scope); sc != nil {
+		start = sc.start
+	}
+	if start.IsZero() {
+		start = time.Now()
+	}
+	return start.Add(wait + max(budget-answerMargin, budget/2))
+}
+
+// withTimeout bounds a request's store work (see requestDeadline).
+func withTimeout(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, requestDeadline(ctx, 0, budget))
 }

@@ -70,7 +70,12 @@ func handlePoll(d *deps) http.Handler {
 		d.metrics.waiting.Inc()
 		defer d.metrics.waiting.Dec()
 
-		ctx := r.Context()
+		// One deadline for the whole poll: its wait, then the store's share
+		// for the answer. A hung Redis makes the poll answer 503 by then,
+		// however many calls it had left; a wait that ends normally leaves
+		// the whole share to the final read.
+		ctx, cancelDeadline := context.WithDeadline(r.Context(), requestDeadline(r.Context(), wait, d.cfg.StoreTimeout))
+		defer cancelDeadline()
 		if d.auth.cfg.Sessions != nil && wait > 0 {
 			var cancel context.CancelCauseFunc
 			ctx, cancel = context.WithCancelCause(ctx)
@@ -84,7 +89,8 @@ func handlePoll(d *deps) http.Handler {
 				d.metrics.polls.WithLabelValues("rejected").Inc()
 				writeError(w, r, errSessionExpired)
 			case r.Context().Err() != nil:
-				d.metrics.polls.WithLabelValues("gone").Inc() // client left; nobody to answer
+				d.metrics.polls.WithLabelValues("gone").Inc()
+				abortGone(r) // the client left: no answer, not even an empty one
 			default:
 				d.metrics.polls.WithLabelValues("error").Inc()
 				writeError(w, r, err)
