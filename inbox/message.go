@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -176,6 +177,9 @@ func decodeEntry(st stream, raw any) (*Message, error) {
 		case "sender":
 			m.Sender = v
 		case "data":
+			// Publishing refuses invalid UTF-8, but an entry written by
+			// other means may hold some: no answer may carry it.
+			v = strings.ToValidUTF8(v, "\uFFFD")
 			if json.Valid([]byte(v)) {
 				m.Data = json.RawMessage(v)
 			}
