@@ -9,9 +9,9 @@ import (
 const MaxNameLen = 128
 
 // MaxGroups bounds how many groups one reader may follow. Every group is a
-// stream read on each poll and a position in the cursor (at most 10 bytes
-// for a position up to a month old), so the cap keeps both the per-poll
-// work and the cursor within 1 KiB: 64 groups take at most 884 characters.
+// stream read on each poll and a position in the cursor, so the cap keeps
+// both the per-poll work and the cursor within 1 KiB: 64 groups take at
+// most 972 characters (see cursor.go).
 const MaxGroups = 64
 
 // ValidUser reports whether s may be used as a user id:
