@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -263,7 +264,10 @@ func (p *pollRun) sleep(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// recheckAt returns when the first thing the poll knows lapses.
+// recheckAt returns when the poll re-reads: when the first thing it knows
+// lapses, less a random eighth of the bound, so that polls which learnt a
+// stream from the same wake-up do not all re-read it at the same instant
+// (the first to re-read refreshes the view for the others).
 func (p *pollRun) recheckAt() time.Time {
 	var first time.Time
 	for _, l := range p.learnt {
@@ -274,15 +278,17 @@ func (p *pollRun) recheckAt() time.Time {
 	if first.IsZero() {
 		return p.deadline
 	}
-	return p.s.view.lapse(first)
+	jitter := time.Duration(rand.Int64N(int64(p.s.view.trust/8) + 1))
+	return p.s.view.lapse(first).Add(-jitter)
 }
 
-// lapsed returns the indexes of the streams whose knowledge has lapsed.
+// lapsed returns the indexes of the streams whose knowledge has lapsed,
+// or will within the jitter of recheckAt.
 func (p *pollRun) lapsed() []int {
 	out := p.toRead[:0]
-	now := time.Now()
+	soon := time.Now().Add(p.s.view.trust / 8)
 	for i, l := range p.learnt {
-		if l.IsZero() || !now.Before(p.s.view.lapse(l)) {
+		if l.IsZero() || !soon.Before(p.s.view.lapse(l)) {
 			out = append(out, i)
 		}
 	}

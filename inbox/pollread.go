@@ -58,8 +58,12 @@ func (p *pollRun) fetch(ctx context.Context) (out []any, found, inboxRead bool, 
 	for j, i := range p.toRead {
 		st := p.streams[i]
 		pos := p.pos[st.name]
+		// A waiting poll takes a fact from the view only if it is newer than
+		// what the poll already knows of the stream: one it re-reads
+		// because its knowledge is lapsing must hear from Redis, or from a
+		// poll that did since.
 		if p.cached {
-			if reply, upToDate, learnt, ok := s.view.after(st.key, pos, limit+1, st.kind == 'u'); ok {
+			if reply, upToDate, learnt, ok := s.view.after(st.key, pos, limit+1, st.kind == 'u'); ok && learnt.After(p.learnt[i]) {
 				if upToDate {
 					reply = emptyRead
 				}
@@ -67,7 +71,7 @@ func (p *pollRun) fetch(ctx context.Context) (out []any, found, inboxRead bool, 
 				continue
 			}
 			if st.kind != 'u' {
-				if reply, learnt, ok := s.view.read(st.key, readKey{pos, limit + 1}); ok {
+				if reply, learnt, ok := s.view.read(st.key, readKey{pos, limit + 1}); ok && learnt.After(p.learnt[i]) {
 					out[j], p.learnt[i] = reply, learnt
 					continue
 				}
@@ -92,7 +96,12 @@ func (p *pollRun) fetch(ctx context.Context) (out []any, found, inboxRead bool, 
 			st := p.streams[i]
 			out[j], p.learnt[i] = res[n], began
 			if st.kind != 'u' {
-				s.view.putRead(st.key, readKey{p.pos[st.name], limit + 1}, res[n], at[n], began)
+				// Kept for other waiting polls at the same position (those a
+				// broadcast wakes together); only waiting polls keep them,
+				// so the positions kept are ones clients are waiting at.
+				if p.cached {
+					s.view.putRead(st.key, readKey{p.pos[st.name], limit + 1}, res[n], replySize(res[n]), at[n], began)
+				}
 			} else if parts, _ := res[n].([]any); len(parts) >= 2 {
 				list, _ := parts[1].([]any)
 				inboxRead = len(list) > 0
@@ -212,4 +221,27 @@ func (s *Store) learnTail(key string, reply any, limit int, at version, began ti
 	if e, err := parseEntryID(idStr); err == nil {
 		s.view.putTail(key, e, at, began)
 	}
+}
+
+// replySize returns the bytes of the entries' fields in a readScript reply.
+func replySize(reply any) int {
+	parts, _ := reply.([]any)
+	if len(parts) < 2 {
+		return 0
+	}
+	list, _ := parts[1].([]any)
+	n := 0
+	for _, e := range list {
+		pair, _ := e.([]any)
+		if len(pair) != 2 {
+			continue
+		}
+		kv, _ := pair[1].([]any)
+		for _, f := range kv {
+			if str, ok := f.(string); ok {
+				n += len(str)
+			}
+		}
+	}
+	return n
 }

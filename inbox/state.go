@@ -130,14 +130,15 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 		case <-ctx.Done():
 			return 0, context.Cause(ctx)
 		}
-		// The flight may have failed (a Redis error), or counted before
-		// the entry this poll has just read: then count here.
+		// The flight may have failed (a Redis error), counted before the
+		// entry this poll has just read, or counted an entry that has
+		// expired since: then count here.
 		if r.Err != nil {
 			direct = append(direct, c)
 			continue
 		}
 		got := r.Val.([]countFact)[0]
-		if got.upTo.less(c.seen) {
+		if got.upTo.less(c.seen) || (!got.until.IsZero() && !now.Before(got.until)) {
 			direct = append(direct, c)
 			continue
 		}

@@ -159,7 +159,7 @@ func TestViewTrustLapses(t *testing.T) {
 	put := func(learnt time.Time) {
 		at := v.streamVersion("s")
 		v.putTail("s", e(2), at, learnt)
-		v.putRead("s", rk, emptyRead, at, learnt)
+		v.putRead("s", rk, emptyRead, 0, at, learnt)
 		v.putCount(ck, countFact{n: 3, upTo: e(2), learnt: learnt}, at)
 		v.putState("u", &userState{unreadInbox: 1}, v.userVersion("u"), learnt)
 	}
@@ -190,6 +190,33 @@ func TestViewTrustLapses(t *testing.T) {
 			t.Errorf("%s: tail %v, read %v, count %v, state %v; want all %v", tc.name, tail, read, count, state, tc.serving)
 		}
 	}
+	// A ring entry is a fact of its own: a later wake-up that refreshes
+	// the tail does not make an old entry trusted again.
+	live = true
+	v.clear()
+	v.apply(wake{key: "s", id: e(3), prev: e(2), unread: -1, raw: []any{"3-0", []any{"title", "t"}}}, "")
+	v.streams["s"].ring[0].learnt = old
+	v.apply(wake{key: "s", id: e(4), prev: e(3), unread: -1, raw: []any{"4-0", []any{"title", "t"}}}, "")
+	if _, _, _, ok := v.after("s", e(2), 10, false); ok {
+		t.Error("a ring entry older than the bound was served")
+	}
+	if _, _, _, ok := v.after("s", e(3), 10, false); !ok {
+		t.Error("a fresh ring entry was not served")
+	}
+	// A wake-up that does not move the tail (a late one) is no news of it.
+	v.streams["s"].learnt = old
+	v.apply(wake{key: "s", id: e(3), prev: e(2), unread: -1}, "")
+	if _, _, _, ok := v.after("s", e(4), 10, false); ok {
+		t.Error("a late wake-up made an old tail look freshly learnt")
+	}
+	// Reads count against the byte bound.
+	v.clear()
+	at := v.streamVersion("s")
+	v.putRead("s", rk, emptyRead, maxViewBytes+1, at, now)
+	if _, _, ok := v.read("s", rk); ok || v.bytes != 0 {
+		t.Errorf("a read past the byte bound was kept (%d bytes held)", v.bytes)
+	}
+
 	// A wake-up for the stream drops what was derived from its content.
 	live = true
 	v.clear()
@@ -202,9 +229,9 @@ func TestViewTrustLapses(t *testing.T) {
 		t.Error("a count survived a wake-up for its stream")
 	}
 	// A value read before that wake-up is not stored after it.
-	at := v.streamVersion("s")
+	at = v.streamVersion("s")
 	v.apply(wake{key: "s", id: e(4), prev: e(3), unread: -1}, "")
-	v.putRead("s", rk, emptyRead, at, now)
+	v.putRead("s", rk, emptyRead, 0, at, now)
 	if _, _, ok := v.read("s", rk); ok {
 		t.Error("a read begun before a wake-up was stored after it")
 	}

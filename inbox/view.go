@@ -40,7 +40,7 @@ type view struct {
 	epoch   uint64
 	streams map[string]*streamRec
 	users   map[string]*userRec
-	bytes   int // field bytes held in rings
+	bytes   int // field bytes held in rings and reads
 	facts   int // reads and counts held
 }
 
@@ -54,8 +54,8 @@ const recentRing = 8
 // starts over.
 const maxViewKeys = 200000
 
-// maxViewBytes bounds the message bytes held in rings; past it every ring
-// is emptied (tails and states stay: they are small).
+// maxViewBytes bounds the message bytes held in rings and reads; past it
+// every ring and read is dropped (tails and states stay: they are small).
 const maxViewBytes = 32 << 20
 
 // maxViewFacts bounds the shared reads and counts held; past it they are
@@ -68,8 +68,8 @@ type streamRec struct {
 	tail      entryID
 	tailKnown bool
 	learnt    time.Time // when the tail was last learnt
-	ring      [recentRing]recentEntry
-	next      int // ring slot for the next entry
+	ring      *[recentRing]recentEntry // nil until a wake-up describes an entry
+	next      int                      // ring slot for the next entry
 	// Shared streams only: raw reads after a position, and unread counts.
 	reads  map[readKey]readFact
 	counts map[countKey]countFact
@@ -81,6 +81,7 @@ type recentEntry struct {
 	id, prev entryID
 	raw      []any // [id, [field, value, …]], as XRANGE returns an entry
 	size     int   // bytes of its fields
+	learnt   time.Time
 	set      bool
 }
 
@@ -92,6 +93,7 @@ type readKey struct {
 
 type readFact struct {
 	reply  any
+	size   int // bytes of the entries' fields
 	learnt time.Time
 }
 
@@ -162,16 +164,37 @@ func (v *view) user(u string) *userRec {
 // content (its reads and counts). Callers hold v.mu.
 func (v *view) change(s *streamRec) {
 	s.gen++
+	v.dropFacts(s)
+}
+
+// dropFacts drops a stream's reads and counts. Callers hold v.mu.
+func (v *view) dropFacts(s *streamRec) {
 	v.facts -= len(s.reads) + len(s.counts)
+	for _, f := range s.reads {
+		v.bytes -= f.size
+	}
 	s.reads, s.counts = nil, nil
 }
 
 // dropRing empties a stream's ring. Callers hold v.mu.
 func (v *view) dropRing(s *streamRec) {
+	if s.ring == nil {
+		return
+	}
 	for i := range s.ring {
 		v.bytes -= s.ring[i].size
 	}
-	s.ring = [recentRing]recentEntry{}
+	s.ring = nil
+}
+
+// dropBytes drops every ring and read, once they hold too many bytes.
+// Callers hold v.mu. No version changes: what is dropped was still true.
+func (v *view) dropBytes() {
+	for _, o := range v.streams {
+		v.dropRing(o)
+		v.dropFacts(o)
+	}
+	v.bytes, v.facts = 0, 0
 }
 
 // apply records a wake-up that describes a new entry. inboxUser is the
@@ -181,18 +204,20 @@ func (v *view) apply(w wake, inboxUser string) {
 	defer v.mu.Unlock()
 	s := v.stream(w.key)
 	v.change(s)
+	now := time.Now()
 	if !s.tailKnown || s.tail.less(w.id) {
-		s.tail, s.tailKnown = w.id, true
+		// Only a wake-up that moves the tail is news of the tail: a late
+		// one must not make an old tail look freshly learnt.
+		s.tail, s.tailKnown, s.learnt = w.id, true, now
 	}
-	s.learnt = time.Now()
 	if v.bytes+w.size > maxViewBytes {
-		for _, o := range v.streams {
-			o.ring = [recentRing]recentEntry{}
-		}
-		v.bytes = 0
+		v.dropBytes()
+	}
+	if s.ring == nil {
+		s.ring = new([recentRing]recentEntry)
 	}
 	v.bytes += w.size - s.ring[s.next].size
-	s.ring[s.next] = recentEntry{id: w.id, prev: w.prev, raw: w.raw, size: w.size, set: true}
+	s.ring[s.next] = recentEntry{id: w.id, prev: w.prev, raw: w.raw, size: w.size, learnt: now, set: true}
 	s.next = (s.next + 1) % recentRing
 	if inboxUser == "" {
 		return
@@ -303,13 +328,17 @@ func (v *view) after(key string, pos entryID, count int, inbox bool) (reply []an
 	if !pos.less(s.tail) {
 		return nil, true, s.learnt, true
 	}
+	if s.ring == nil {
+		return nil, false, time.Time{}, false
+	}
 	var list, flags []any
 	at := pos
 	for len(list) < count && at != s.tail {
 		found := false
 		for i := range s.ring {
 			e := &s.ring[i]
-			if e.set && e.prev == at && e.raw != nil {
+			// Each entry is a fact of its own, trusted as long as the tail.
+			if e.set && e.prev == at && e.raw != nil && v.trusted(e.learnt) {
 				list = append(list, e.raw)
 				if inbox {
 					flags = append(flags, int64(1))
@@ -357,14 +386,21 @@ func (v *view) read(key string, k readKey) (reply any, learnt time.Time, ok bool
 		return nil, time.Time{}, false
 	}
 	f, ok := s.reads[k]
-	if !ok || !v.trusted(f.learnt) {
+	if !ok {
+		return nil, time.Time{}, false
+	}
+	if !v.trusted(f.learnt) {
+		delete(s.reads, k)
+		v.facts--
+		v.bytes -= f.size
 		return nil, time.Time{}, false
 	}
 	return f.reply, f.learnt, true
 }
 
-// putRead stores a read of a shared stream made at version at.
-func (v *view) putRead(key string, k readKey, reply any, at version, learnt time.Time) {
+// putRead stores a read of a shared stream made at version at, holding
+// entries whose fields take size bytes.
+func (v *view) putRead(key string, k readKey, reply any, size int, at version, learnt time.Time) {
 	if !v.live() {
 		return
 	}
@@ -377,10 +413,13 @@ func (v *view) putRead(key string, k readKey, reply any, at version, learnt time
 	if s.reads == nil {
 		s.reads = map[readKey]readFact{}
 	}
-	if _, dup := s.reads[k]; !dup {
+	if old, dup := s.reads[k]; dup {
+		v.bytes -= old.size
+	} else {
 		v.facts++
 	}
-	s.reads[k] = readFact{reply: reply, learnt: learnt}
+	s.reads[k] = readFact{reply: reply, size: size, learnt: learnt}
+	v.bytes += size
 	v.bound()
 }
 
@@ -398,7 +437,15 @@ func (v *view) count(k countKey, now time.Time, seen entryID) (int, bool) {
 		return 0, false
 	}
 	f, ok := s.counts[k]
-	if !ok || !v.trusted(f.learnt) || (!f.until.IsZero() && !now.Before(f.until)) || f.upTo.less(seen) {
+	if !ok {
+		return 0, false
+	}
+	if !v.trusted(f.learnt) || (!f.until.IsZero() && !now.Before(f.until)) {
+		delete(s.counts, k)
+		v.facts--
+		return 0, false
+	}
+	if f.upTo.less(seen) {
 		return 0, false
 	}
 	return f.n, true
@@ -425,14 +472,18 @@ func (v *view) putCount(k countKey, f countFact, at version) {
 	v.bound()
 }
 
-// bound drops every read and count once there are too many. Callers hold
-// v.mu. No version changes: what is dropped was still true.
+// bound drops every read and count once there are too many, and every
+// ring and read once they hold too many bytes. Callers hold v.mu. No
+// version changes: what is dropped was still true.
 func (v *view) bound() {
+	if v.bytes > maxViewBytes {
+		v.dropBytes()
+	}
 	if v.facts <= maxViewFacts {
 		return
 	}
 	for _, s := range v.streams {
-		s.reads, s.counts = nil, nil
+		v.dropFacts(s)
 	}
 	v.facts = 0
 }
