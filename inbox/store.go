@@ -37,13 +37,13 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Prefix == "" {
-		o.Prefix = "pollbox:"
+		o.Prefix = DefaultPrefix
 	}
 	if o.MaxLen <= 0 {
-		o.MaxLen = 1000
+		o.MaxLen = DefaultMaxLen
 	}
 	if o.Retention <= 0 {
-		o.Retention = 30 * 24 * time.Hour
+		o.Retention = DefaultRetention
 	}
 	if o.UnreadScan <= 0 {
 		o.UnreadScan = 1000

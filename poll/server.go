@@ -36,16 +36,16 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.PollTimeout <= 0 {
-		c.PollTimeout = 25 * time.Second
+		c.PollTimeout = DefaultPollTimeout
 	}
 	if c.PollTimeoutMax <= 0 {
-		c.PollTimeoutMax = 60 * time.Second
+		c.PollTimeoutMax = DefaultPollTimeoutMax
 	}
 	if c.MaxBody <= 0 {
-		c.MaxBody = 64 << 10
+		c.MaxBody = DefaultMaxBody
 	}
 	if c.MaxRecipients <= 0 {
-		c.MaxRecipients = 10000
+		c.MaxRecipients = DefaultMaxRecipients
 	}
 	if c.MaxRequestBytes <= 0 {
 		// Room for the largest message plus 10,000 recipient ids.
