@@ -42,8 +42,10 @@ type PollResult struct {
 // then answer. A waiting poll may use the instance's view; see view for
 // the one rule that says when.
 func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, error) {
-	p, err := s.startPoll(ctx, r, o)
-	if err != nil {
+	// The run lives in this frame, not on the heap: a waiting poll's
+	// stack is allocated anyway, heap is paid for again by the GC's headroom.
+	var p pollRun
+	if err := s.startPoll(ctx, &p, r, o); err != nil {
 		return PollResult{}, err
 	}
 	defer p.close()
@@ -66,8 +68,7 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 	return p.answer(ctx)
 }
 
-// pollRun is one poll in progress. It lives on the heap, so that a waiting
-// poll's stack holds little more than a pointer to it.
+// pollRun is one poll in progress.
 type pollRun struct {
 	s        *Store
 	user     string
@@ -83,6 +84,9 @@ type pollRun struct {
 	// lapses (see view), so a lost wake-up delays it by TrustFor at most.
 	learnt   []time.Time
 	toRead   []int // indexes of the streams to read next
+	// Room for the common poll's streams (inbox, broadcast, a few groups).
+	learntBuf [4]time.Time
+	toReadBuf [4]int
 	deadline time.Time
 	timer    *time.Timer
 	res      PollResult
@@ -95,22 +99,29 @@ type pollRun struct {
 
 // startPoll checks the poll, decodes its cursor, registers it with the
 // hub and positions the streams the cursor does not cover at their tails.
-func (s *Store) startPoll(ctx context.Context, r Reader, o PollOptions) (*pollRun, error) {
+func (s *Store) startPoll(ctx context.Context, p *pollRun, r Reader, o PollOptions) error {
 	streams, err := s.streamsOf(r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if o.Limit <= 0 {
 		o.Limit = DefaultLimit
 	}
 	if o.Limit > MaxLimit {
-		return nil, fmt.Errorf("%w: limit above %d", ErrInvalid, MaxLimit)
+		return fmt.Errorf("%w: limit above %d", ErrInvalid, MaxLimit)
 	}
-	p := &pollRun{s: s, user: r.User, o: o, streams: streams, stateKey: s.k.read(r.User),
-		cached: o.Wait > 0, learnt: make([]time.Time, len(streams))}
+	*p = pollRun{s: s, user: r.User, o: o, streams: streams, stateKey: s.k.read(r.User), cached: o.Wait > 0}
+	p.learnt, p.toRead = p.learntBuf[:0], p.toReadBuf[:0]
+	if len(streams) > len(p.learntBuf) {
+		p.learnt, p.toRead = make([]time.Time, 0, len(streams)), make([]int, 0, len(streams))
+	}
+	for i := range streams {
+		p.learnt = append(p.learnt, time.Time{})
+		p.toRead = append(p.toRead, i)
+	}
 	if o.Cursor != "" {
 		if p.pos, err = decodeCursor(o.Cursor, streams); err != nil {
-			return nil, err
+			return err
 		}
 	} else {
 		p.pos = newPositions(len(streams))
@@ -142,18 +153,14 @@ func (s *Store) startPoll(ctx context.Context, r Reader, o PollOptions) (*pollRu
 		tails, err := s.tails(ctx, r.User, missing)
 		if err != nil {
 			s.hub.Unregister(p.w)
-			return nil, err
+			return err
 		}
 		for i, st := range missing {
 			p.pos[st.name] = tails[st.name]
 			s.view.putTail(st.key, tails[st.name], at[i], began)
 		}
 	}
-	p.toRead = make([]int, len(streams))
-	for i := range streams {
-		p.toRead[i] = i
-	}
-	return p, nil
+	return nil
 }
 
 // close releases what the poll holds.
