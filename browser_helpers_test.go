@@ -39,11 +39,17 @@ type testBrowser struct {
 }
 
 // newBrowser starts a headless Chromium with a fresh profile for this test and
-// stops it when the test ends. Without a Chromium binary the test is skipped.
+// stops it when the test ends. Without a Chromium binary the test is
+// skipped, except in CI (CI=true), where .ci/run should have installed one
+// and a missing browser fails the test.
 func newBrowser(t *testing.T) *testBrowser {
 	t.Helper()
 	path := chromiumPath()
 	if path == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no chromium binary found (looked for %s): .ci/run should have installed Debian's chromium",
+				strings.Join(chromiumNames, ", "))
+		}
 		msg := "SKIPPING BROWSER TESTS: no chromium binary found (looked for " +
 			strings.Join(chromiumNames, ", ") + "); install Debian's chromium package"
 		skipBanner.Do(func() { fmt.Fprintf(os.Stderr, "\n*** %s ***\n\n", msg) })
