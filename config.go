@@ -8,10 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"pollbox/inbox"
+	"pollbox/poll"
 )
 
 // config is every setting, each a flag and a POLLBOX_* variable. The
-// defaults live in the table in configFlags and nowhere else.
+// defaults live in the table in configFlags, which takes those that inbox
+// and poll also apply from the constants they export.
 type config struct {
 	Addr              string
 	RedisURL          string
@@ -101,14 +105,14 @@ func configFlags(fs *flag.FlagSet, c *config, getenv func(string) string) *[]err
 			return err
 		})
 	}
-	str(&c.Addr, "addr", ":8080", "listen address")
+	str(&c.Addr, "addr", "", "listen address (default "+defaultAddr+", or "+defaultDevAddr+" on the embedded Redis)")
 	str(&c.RedisURL, "redis-url", "", "Redis URL (redis:// or rediss://); empty with no cluster = embedded in-memory Redis")
 	str(&c.RedisClusterAddrs, "redis-cluster-addrs", "", "comma-separated Redis Cluster seed addresses")
 	str(&c.RedisSentinels, "redis-sentinel-addrs", "", "comma-separated Sentinel addresses (with --redis-master)")
 	str(&c.RedisMaster, "redis-master", "", "Sentinel master name")
 	num(&c.RedisPoolSize, "redis-pool-size", 16, "Redis connections per node (waiting polls hold none)")
 	dur(&c.RedisTimeout, "redis-timeout", 3*time.Second, "Redis dial/read/write timeout")
-	str(&c.KeyPrefix, "key-prefix", "pollbox:", "prefix of every Redis key")
+	str(&c.KeyPrefix, "key-prefix", inbox.DefaultPrefix, "prefix of every Redis key")
 	str(&c.JWTSecret, "jwt-secret", "", "HMAC secret for user tokens (raw)")
 	str(&c.JWTSecretBase64, "jwt-secret-base64", "", "HMAC secret for user tokens, base64 (smpe-admin's jwt.base64-secret)")
 	str(&c.JWTPublicKeyFile, "jwt-public-key-file", "", "PEM public key for RS256/ES256 tokens")
@@ -119,13 +123,13 @@ func configFlags(fs *flag.FlagSet, c *config, getenv func(string) string) *[]err
 	str(&c.APIKeys, "api-keys", "", "publisher API keys, name:secret,…")
 	str(&c.SessionKeyPrefix, "session-key-prefix", "", "accept a token only while Redis key <prefix><token> exists (smpe-admin: online-token-)")
 	str(&c.SessionRedisURL, "session-redis-url", "", "Redis holding the session keys, when not pollbox's own")
-	dur(&c.PollTimeout, "poll-timeout", 25*time.Second, "default poll wait")
-	dur(&c.PollTimeoutMax, "poll-timeout-max", 60*time.Second, "longest poll wait a client may ask for")
+	dur(&c.PollTimeout, "poll-timeout", poll.DefaultPollTimeout, "default poll wait")
+	dur(&c.PollTimeoutMax, "poll-timeout-max", poll.DefaultPollTimeoutMax, "longest poll wait a client may ask for")
 	num(&c.MaxPollsPerUser, "max-polls-per-user", 20, "concurrent polls per user on one instance")
-	num(&c.InboxMaxLen, "inbox-maxlen", 1000, "entries kept per stream (approximate)")
-	dur(&c.Retention, "retention", 30*24*time.Hour, "entries older than this are trimmed (e.g. 30d, 720h)")
-	num(&c.MaxBody, "max-body", 64<<10, "bytes of body+data in one message")
-	num(&c.MaxRecipients, "max-recipients", 10000, "users in one publish")
+	num(&c.InboxMaxLen, "inbox-maxlen", int(inbox.DefaultMaxLen), "entries kept per stream (approximate)")
+	dur(&c.Retention, "retention", inbox.DefaultRetention, "entries older than this are trimmed (e.g. 30d, 720h)")
+	num(&c.MaxBody, "max-body", poll.DefaultMaxBody, "bytes of body+data in one message")
+	num(&c.MaxRecipients, "max-recipients", poll.DefaultMaxRecipients, "users in one publish")
 	flt(&c.PublishRate, "publish-rate", 100, "publishes per second per publisher (0 = unlimited)")
 	num(&c.PublishBurst, "publish-burst", 200, "publish burst per publisher")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown may take")
@@ -166,7 +170,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	fs.Usage = func() {
 		fmt.Fprintf(out, "pollbox: in-app notifications over HTTP long-polling, stored in Redis Streams.\n\n"+
 			"Usage:\n  pollbox [flags]                 run the server\n"+
-			"  pollbox token --user ID [--groups a,b] [--ttl 1h]   print a signed user token\n\nFlags (each also an environment variable):\n")
+			"  pollbox token --user ID [--groups a,b] [--ttl 24h]  print a signed user token (see pollbox token --help)\n"+
+			"  pollbox healthcheck             exit 0 if this configuration's pollbox is ready, else 1\n\n"+
+			"Flags (each also an environment variable):\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -181,7 +187,27 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	if c.PollTimeout > c.PollTimeoutMax {
 		return nil, errors.New("poll-timeout is above poll-timeout-max")
 	}
+	if c.Addr == "" {
+		c.Addr = defaultAddr
+		if c.embedded() {
+			// The embedded Redis comes with dev tokens that can publish:
+			// nothing beyond this machine should reach them unasked.
+			c.Addr = defaultDevAddr
+		}
+	}
 	return c, nil
+}
+
+// Listen addresses when POLLBOX_ADDR is empty.
+const (
+	defaultAddr    = ":8080"
+	defaultDevAddr = "127.0.0.1:8080"
+)
+
+// embedded reports whether no Redis is configured, so that pollbox runs
+// on its embedded in-memory one.
+func (c *config) embedded() bool {
+	return c.RedisURL == "" && c.RedisClusterAddrs == "" && c.RedisSentinels == ""
 }
 
 func splitList(s string) []string {

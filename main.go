@@ -49,8 +49,13 @@ func main() {
 // run starts pollbox and blocks until ctx ends (then shuts down gracefully)
 // or the server fails. Tests call it directly.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "token" {
-		return runToken(args[1:], getenv, stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return runToken(args[1:], getenv, stdout, stderr)
+		case "healthcheck":
+			return runHealthcheck(ctx, args[1:], getenv, stderr)
+		}
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
@@ -65,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	setRedisLogger(log)
 	if getenv("GOGC") == "" {
 		// Each delivery allocates a little (an HTTP request, JSON, a Redis
 		// reply) and little of it lives on; collecting less often bought a
@@ -113,8 +119,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	timeouts := derivedTimeouts(cfg)
 	store := inbox.New(rdb, inbox.Options{Prefix: cfg.KeyPrefix, MaxLen: int64(cfg.InboxMaxLen), Retention: cfg.Retention,
-		Pipelines: max(2, cfg.RedisPoolSize/2), CallTimeout: 2*cfg.RedisTimeout + time.Second,
+		Pipelines: max(2, cfg.RedisPoolSize/2), CallTimeout: timeouts.Call,
 		MaxRecipients: cfg.MaxRecipients})
 	defer store.Close()
 	metrics := poll.NewMetrics()
@@ -149,10 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		PollTimeout: cfg.PollTimeout, PollTimeoutMax: cfg.PollTimeoutMax, MaxPollsPerUser: cfg.MaxPollsPerUser,
 		MaxBody: cfg.MaxBody, MaxRecipients: cfg.MaxRecipients, PublishRate: cfg.PublishRate,
 		PublishBurst: cfg.PublishBurst, CORSOrigins: splitList(cfg.CORSOrigins), Stop: stopping,
-		// Every request answers within its wait plus this (SPEC): each
-		// request's Redis calls share one deadline that go-redis honours
-		// (see openRedis), so a hung Redis costs a request one timeout.
-		StoreTimeout: cfg.RedisTimeout + time.Second,
+		StoreTimeout: timeouts.Store,
 	}
 	if dev != nil && dev.tokens != nil {
 		hcfg.DevTokens = dev.tokens
@@ -161,11 +165,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Handler:           poll.New(hcfg, store, auth, metrics, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		// Above the longest poll, so a waiting poll is never cut mid-answer.
-		WriteTimeout:   cfg.PollTimeoutMax + 15*time.Second,
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 16 << 10,
-		ErrorLog:       newStdLogger(log),
+		WriteTimeout:      timeouts.Write,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          newStdLogger(log),
 	}
 	unused := &unusedConns{conns: map[net.Conn]struct{}{}}
 	srv.ConnState = unused.track
@@ -188,7 +191,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info().Str("addr", ln.Addr().String()).Str("url", base).Bool("embedded_redis", dev != nil).Msg("pollbox listening")
 	fmt.Fprintf(stdout, "pollbox listening on %s\n", base)
 	if dev != nil {
-		dev.announce(stdout, base)
+		dev.announce(stdout, base, !isLoopbackAddr(ln.Addr()))
 	}
 
 	errc := make(chan error, 1)
@@ -214,6 +217,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// minHMACSecret is the shortest HMAC secret accepted, in bytes.
+const minHMACSecret = 32
+
+// timeouts are the deadlines pollbox derives from the configured ones.
+type timeouts struct {
+	Store time.Duration // one request's Redis calls, beyond its wait
+	Call  time.Duration // one inbox pipeline
+	Write time.Duration // the HTTP server's write deadline
+}
+
+// derivedTimeouts computes them. Every request answers within its wait plus
+// Store (SPEC): its Redis calls share one deadline that go-redis honours
+// (see openRedis), so a hung Redis costs it one Redis timeout and a second
+// of slack. An inbox pipeline may carry the calls of several requests that
+// queued behind a slow one, so it gets a second Redis timeout; and the write
+// deadline lies past the longest poll's answer, so none is cut off.
+func derivedTimeouts(cfg *config) timeouts {
+	store := cfg.RedisTimeout + time.Second
+	return timeouts{
+		Store: store,
+		Call:  2*cfg.RedisTimeout + time.Second,
+		Write: cfg.PollTimeoutMax + store + 10*time.Second,
+	}
+}
+
+// isLoopbackAddr reports whether a listener's address is a loopback one.
+func isLoopbackAddr(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // openRedis connects to the configured Redis; it returns a nil client when
@@ -277,6 +311,12 @@ func authConfig(cfg *config) (poll.AuthConfig, error) {
 	case cfg.JWTSecret != "":
 		ac.HMACSecret = []byte(cfg.JWTSecret)
 	}
+	if n := len(ac.HMACSecret); n > 0 && n < minHMACSecret {
+		// RFC 7518 §3.2: an HMAC key is at least as long as the hash
+		// output; a shorter one can be guessed offline from any token.
+		return ac, fmt.Errorf("the JWT HMAC secret is %d bytes (after base64 decoding); it must be at least %d bytes "+
+			"(RFC 7518 §3.2); generate one with: openssl rand -base64 64", n, minHMACSecret)
+	}
 	if len(ac.HMACSecret) > 0 {
 		defAlgs = append(defAlgs, "HS256", "HS384", "HS512")
 	}
@@ -335,21 +375,6 @@ func loadPublicKey(path string) (any, error) {
 		return key, nil
 	}
 	return nil, errors.New("jwt-public-key-file: need an RSA or ECDSA public key")
-}
-
-func newLogger(cfg *config, w io.Writer) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(cfg.LogLevel)
-	if err != nil || cfg.LogLevel == "" {
-		return zerolog.Logger{}, fmt.Errorf("log-level %q: want debug, info, warn or error", cfg.LogLevel)
-	}
-	switch cfg.LogFormat {
-	case "json":
-	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
-	default:
-		return zerolog.Logger{}, fmt.Errorf("log-format %q: want json or console", cfg.LogFormat)
-	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
 // displayAddr turns a listen address into one a browser can open.

@@ -16,7 +16,9 @@
 # Environment:
 #   FUZZTIME   budget per fuzz target, as go test's -fuzztime takes it
 #              (default 50000x, an execution count; 0 or "off" skips fuzzing)
-#   ES_CHECK   path of an es-check executable (set by .ci/run)
+#   ES_CHECK   path of an es-check executable (set by .ci/run); else the one
+#              .ci/run installs under $POLLBOX_CI_PREFIX, else npx runs the
+#              version pinned in .ci/run (ES_CHECK_VERSION)
 #
 # It never touches a Redis it did not start (such as one on 127.0.0.1:6379).
 set -euo pipefail
@@ -251,16 +253,20 @@ extra_checks() {
 	fi
 
 	# The browser client must stay ES5 for the old browsers pollbox serves.
-	local js=poll/static/client.js
+	# es-check is the version .ci/run installs, so that a new release cannot
+	# change the verdict; once installed it runs offline.
+	local js=poll/static/client.js es_check_version es_check_prefix
+	es_check_version="$(sed -n 's/^ES_CHECK_VERSION="\([^"]*\)"$/\1/p' .ci/run 2>/dev/null)"
+	es_check_version="${es_check_version:-9}"
+	es_check_prefix="${POLLBOX_CI_PREFIX:-/opt/pollbox-ci}/node_modules/.bin/es-check"
 	if [ -f "$js" ]; then
-		if [ -x node_modules/.bin/es-check ]; then
-			step "es-check es5 $js" node_modules/.bin/es-check es5 "$js"
-		elif [ -n "${ES_CHECK:-}" ] && [ -x "$ES_CHECK" ]; then
+		if [ -n "${ES_CHECK:-}" ] && [ -x "$ES_CHECK" ]; then
 			step "es-check es5 $js" "$ES_CHECK" es5 "$js"
-		elif command -v es-check >/dev/null 2>&1; then
-			step "es-check es5 $js" es-check es5 "$js"
+		elif [ -x "$es_check_prefix" ]; then
+			step "es-check es5 $js" "$es_check_prefix" es5 "$js"
 		elif command -v npx >/dev/null 2>&1; then
-			step "es-check es5 $js" npx --yes es-check es5 "$js"
+			step "es-check@$es_check_version es5 $js" \
+				npx --yes --prefer-offline "es-check@$es_check_version" es5 "$js"
 		elif [ "${CI:-}" = true ]; then
 			step "es-check es5 $js (es-check and npx not found)" false
 		else
