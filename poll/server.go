@@ -92,6 +92,7 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	handle("GET", "/client.js", handleClientJS())
 	handle("GET", "/", handleDemo(cfg.DevTokens))
 	handle("GET", "/demo", handleDemo(cfg.DevTokens))
+	handle("GET", "/openapi.json", handleOpenAPI())
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { writeError(w, req, errNotFound) })
 	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { writeError(w, req, errMethod) })
 	r.HandleOPTIONS = true
