@@ -22,6 +22,9 @@ var (
 	ErrBadName = errors.New("bad name")
 	// ErrInvalid: any other invalid argument (empty message, bad limit…).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrTooLarge: a size limit was exceeded (recipients, body and data,
+	// ids per call). It wraps ErrInvalid: it is an invalid argument too.
+	ErrTooLarge = fmt.Errorf("%w: too large", ErrInvalid)
 	// ErrNotFound: the message does not exist in the reader's view.
 	ErrNotFound = errors.New("not found")
 	// ErrUnavailable: Redis could not be reached or answered with a

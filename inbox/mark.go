@@ -31,7 +31,7 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 		return 0, fmt.Errorf("%w: ids or all is required", ErrInvalid)
 	}
 	if len(ids) > MaxReadIDs {
-		return 0, fmt.Errorf("%w: more than %d ids", ErrInvalid, MaxReadIDs)
+		return 0, fmt.Errorf("%w: more than %d ids", ErrTooLarge, MaxReadIDs)
 	}
 	var inboxIDs []any
 	var seen []redis.Z

@@ -102,7 +102,7 @@ func (d *Draft) Validate(maxBody int) error {
 		return bad("body is not UTF-8")
 	}
 	if len(d.Body)+len(d.Data) > maxBody {
-		return bad("body and data exceed %d bytes", maxBody)
+		return fmt.Errorf("%w: body and data exceed %d bytes", ErrTooLarge, maxBody)
 	}
 	ok := false
 	for _, l := range Levels {

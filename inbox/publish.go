@@ -83,7 +83,7 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 	switch {
 	case len(t.Users) > 0:
 		if len(t.Users) > s.opt.MaxRecipients {
-			return nil, fmt.Errorf("%w: more than %d recipients", ErrInvalid, s.opt.MaxRecipients)
+			return nil, fmt.Errorf("%w: more than %d recipients", ErrTooLarge, s.opt.MaxRecipients)
 		}
 		for _, u := range t.Users {
 			if !ValidUser(u) {
@@ -94,7 +94,7 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 		}
 	case len(t.Groups) > 0:
 		if len(t.Groups) > s.opt.MaxRecipients {
-			return nil, fmt.Errorf("%w: more than %d groups", ErrInvalid, s.opt.MaxRecipients)
+			return nil, fmt.Errorf("%w: more than %d groups", ErrTooLarge, s.opt.MaxRecipients)
 		}
 		for _, g := range t.Groups {
 			if !ValidGroup(g) {

@@ -12,7 +12,7 @@ import (
 
 // apiError is an error with its HTTP rendering. Handlers return them for
 // conditions that are theirs (auth, limits, bad parameters); errors from
-// the store are mapped in writeError.
+// the store are mapped by storeErrors.
 type apiError struct {
 	status     int
 	code       string
@@ -50,30 +50,67 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// handlerFunc is a handler that returns its error instead of writing it.
+// Every handler is one, so the JSON error shape is written in one place:
+// ServeHTTP passes a non-nil error to writeError. A handler that returns
+// an error must not have written anything.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h(w, r); err != nil {
+		writeError(w, r, err)
+	}
+}
+
+// errUnavailable is the answer while the store cannot be reached.
+var errUnavailable = &apiError{status: http.StatusServiceUnavailable, code: "unavailable",
+	msg: "storage is unavailable, retry later", retryAfter: 2}
+
+// storeErrors maps each error the store returns to its one answer; the
+// first entry that matches (errors.Is) wins, so ErrTooLarge comes before
+// ErrInvalid, which it wraps. An entry without a message sends the error's
+// own text, which names the refused input and nothing internal.
+var storeErrors = []struct {
+	err error
+	ans *apiError
+}{
+	{inbox.ErrBadCursor, newErr(http.StatusBadRequest, "bad_cursor", "")},
+	{inbox.ErrTooLarge, newErr(http.StatusRequestEntityTooLarge, "too_large", "")},
+	{inbox.ErrBadID, newErr(http.StatusBadRequest, "bad_request", "")},
+	{inbox.ErrBadName, newErr(http.StatusBadRequest, "bad_request", "")},
+	{inbox.ErrInvalid, newErr(http.StatusBadRequest, "bad_request", "")},
+	{inbox.ErrNotFound, newErr(http.StatusNotFound, "not_found", "no such message")},
+	{inbox.ErrUnavailable, errUnavailable},
+	{context.DeadlineExceeded, errUnavailable}, // the request's deadline for its store work passed
+}
+
 // writeError is the one place that turns an error into the JSON error
 // shape. Errors it does not recognise become 500 "internal error"; their
 // text goes to the log (with the request id), never to the client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
-	switch {
-	case errors.As(err, &ae):
-	case errors.Is(err, inbox.ErrBadCursor):
-		ae = newErr(http.StatusBadRequest, "bad_cursor", err.Error())
-	case errors.Is(err, inbox.ErrBadID), errors.Is(err, inbox.ErrBadName), errors.Is(err, inbox.ErrInvalid):
-		ae = badRequest(err.Error())
-	case errors.Is(err, inbox.ErrNotFound):
-		ae = newErr(http.StatusNotFound, "not_found", "no such message")
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client left: nobody reads an answer, and a client that only
-		// shut down its sending side would take one for real.
-		abortGone(r)
-	case errors.Is(err, inbox.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		scopeOf(r).redisErr = true
-		logOf(r).Warn().Err(err).Msg("storage unavailable")
-		ae = &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "storage is unavailable, retry later", retryAfter: 2}
-	default:
-		logOf(r).Error().Err(err).Msg("internal error")
-		ae = newErr(http.StatusInternalServerError, "internal", "internal error")
+	if !errors.As(err, &ae) {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The client left: nobody reads an answer, and a client that only
+			// shut down its sending side would take one for real.
+			abortGone(r)
+		}
+		for _, e := range storeErrors {
+			if errors.Is(err, e.err) {
+				ae = e.ans
+				break
+			}
+		}
+		switch {
+		case ae == nil:
+			logOf(r).Error().Err(err).Msg("internal error")
+			ae = newErr(http.StatusInternalServerError, "internal", "internal error")
+		case ae == errUnavailable:
+			scopeOf(r).redisErr = true
+			logOf(r).Warn().Err(err).Msg("storage unavailable")
+		case ae.msg == "":
+			ae = &apiError{status: ae.status, code: ae.code, msg: err.Error()}
+		}
 	}
 	if ae.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))

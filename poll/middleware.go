@@ -177,7 +177,7 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // authenticate runs the authenticator and stores the principal in the request's scope.
-func authenticate(d *deps, w http.ResponseWriter, r *http.Request) (Principal, bool) {
+func authenticate(d *deps, r *http.Request) (Principal, error) {
 	ar := r
 	if d.auth.cfg.Sessions != nil {
 		// The session check is a store call like the handler's: it counts
@@ -189,8 +189,7 @@ func authenticate(d *deps, w http.ResponseWriter, r *http.Request) (Principal, b
 	}
 	p, err := d.auth.Authenticate(ar)
 	if err != nil {
-		writeError(w, r, err)
-		return p, false
+		return p, err
 	}
 	sc := scopeOf(r)
 	sc.principal = p
@@ -199,36 +198,36 @@ func authenticate(d *deps, w http.ResponseWriter, r *http.Request) (Principal, b
 	} else {
 		sc.user = "key:" + p.Sender
 	}
-	return p, true
+	return p, nil
 }
 
 // requireUser admits user tokens only (API keys cannot read inboxes).
 func requireUser(d *deps, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := authenticate(d, w, r)
-		if !ok {
-			return
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		p, err := authenticate(d, r)
+		if err != nil {
+			return err
 		}
 		if p.User == "" {
-			writeError(w, r, errNotUser)
-			return
+			return errNotUser
 		}
 		next.ServeHTTP(w, r)
+		return nil
 	})
 }
 
 // requirePublisher admits tokens with a publisher group, and API keys.
 func requirePublisher(d *deps, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := authenticate(d, w, r)
-		if !ok {
-			return
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		p, err := authenticate(d, r)
+		if err != nil {
+			return err
 		}
 		if !p.Publisher {
-			writeError(w, r, errNotPublisher)
-			return
+			return errNotPublisher
 		}
 		next.ServeHTTP(w, r)
+		return nil
 	})
 }
 

@@ -96,22 +96,19 @@ func clip(s string) string {
 
 // handlePublish serves POST /v1/publish.
 func handlePublish(d *deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		start := time.Now()
 		p := principal(r)
 		if ok, after := d.pubRate.allow(p.Sender); !ok {
-			writeError(w, r, rateLimited(after))
-			return
+			return rateLimited(after)
 		}
 		body, err := readBody(w, r, d.cfg.MaxRequestBytes)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		t, draft, key, err := ParsePublish(body, d.cfg.MaxBody, d.cfg.MaxRecipients)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		draft.Sender = p.Sender
 		// Detached from the client's connection: a client that hangs up
@@ -121,11 +118,11 @@ func handlePublish(d *deps) http.Handler {
 		defer cancel()
 		ids, err := d.store.Publish(ctx, t, draft, key, d.cfg.MaxBody)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		d.metrics.published.Add(float64(len(ids)))
 		d.metrics.publishLatency.Observe(time.Since(start).Seconds())
 		writeJSON(w, http.StatusCreated, map[string]any{"count": len(ids), "ids": ids})
+		return nil
 	})
 }

@@ -93,8 +93,8 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	handle("GET", "/", handleDemo(cfg.DevTokens))
 	handle("GET", "/demo", handleDemo(cfg.DevTokens))
 	handle("GET", "/openapi.json", handleOpenAPI())
-	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { writeError(w, req, errNotFound) })
-	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { writeError(w, req, errMethod) })
+	r.NotFound = handlerFunc(func(http.ResponseWriter, *http.Request) error { return errNotFound })
+	r.MethodNotAllowed = handlerFunc(func(http.ResponseWriter, *http.Request) error { return errMethod })
 	r.HandleOPTIONS = true
 	r.GlobalOPTIONS = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Reached only for allowed origins (cors rejects the rest first).
@@ -191,13 +191,13 @@ func handleHealth() http.Handler {
 }
 
 func handleReady(d *deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		ctx, cancel := withTimeout(r.Context(), min(2*time.Second, d.cfg.StoreTimeout))
 		defer cancel()
 		if err := d.store.Ping(ctx); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return nil
 	})
 }

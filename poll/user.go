@@ -27,44 +27,38 @@ var sessionEnded = errors.New("session ended")
 // handlePoll serves GET /v1/poll: messages after the cursor, waiting up to
 // `timeout` seconds for some.
 func handlePoll(d *deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		p := principal(r)
 		q := rawQuery(r.URL.RawQuery) // polls are most requests: no map of every parameter
 		var qerr error
 		timeout, limitS, cursor := q.value("timeout", &qerr), q.value("limit", &qerr), q.value("cursor", &qerr)
 		if qerr != nil {
-			writeError(w, r, qerr)
-			return
+			return qerr
 		}
 		wait := d.cfg.PollTimeout
 		if timeout != "" {
 			n, err := strconv.Atoi(timeout)
 			if err != nil || n < 0 {
-				writeError(w, r, newErr(http.StatusBadRequest, "bad_timeout", "timeout must be a whole number of seconds ≥ 0"))
-				return
+				return newErr(http.StatusBadRequest, "bad_timeout", "timeout must be a whole number of seconds ≥ 0")
 			}
 			// Compare in whole seconds first: n·1e9 overflows int64 for large n.
 			if n > int(d.cfg.PollTimeoutMax/time.Second)+1 || time.Duration(n)*time.Second > d.cfg.PollTimeoutMax {
-				writeError(w, r, newErr(http.StatusBadRequest, "bad_timeout",
-					"timeout above the maximum of "+strconv.Itoa(int(d.cfg.PollTimeoutMax/time.Second))+" s"))
-				return
+				return newErr(http.StatusBadRequest, "bad_timeout",
+					"timeout above the maximum of "+strconv.Itoa(int(d.cfg.PollTimeoutMax/time.Second))+" s")
 			}
 			wait = time.Duration(n) * time.Second
 		}
 		limit, err := intParam(limitS, inbox.DefaultLimit, 1, inbox.MaxLimit)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		if len(cursor) > inbox.MaxCursorLen {
-			writeError(w, r, newErr(http.StatusBadRequest, "bad_cursor", "cursor too long"))
-			return
+			return newErr(http.StatusBadRequest, "bad_cursor", "cursor too long")
 		}
 		release, ok := d.slots.acquire(p.User)
 		if !ok {
 			d.metrics.polls.WithLabelValues("rejected").Inc()
-			writeError(w, r, tooManyPolls(d.cfg.MaxPollsPerUser))
-			return
+			return tooManyPolls(d.cfg.MaxPollsPerUser)
 		}
 		defer release()
 		d.metrics.waiting.Inc()
@@ -87,15 +81,13 @@ func handlePoll(d *deps) http.Handler {
 			switch {
 			case errors.Is(context.Cause(ctx), sessionEnded):
 				d.metrics.polls.WithLabelValues("rejected").Inc()
-				writeError(w, r, errSessionExpired)
+				return errSessionExpired
 			case r.Context().Err() != nil:
 				d.metrics.polls.WithLabelValues("gone").Inc()
 				abortGone(r) // the client left: no answer, not even an empty one
-			default:
-				d.metrics.polls.WithLabelValues("error").Inc()
-				writeError(w, r, err)
 			}
-			return
+			d.metrics.polls.WithLabelValues("error").Inc()
+			return err
 		}
 		outcome := "empty"
 		if len(res.Messages) > 0 {
@@ -108,6 +100,7 @@ func handlePoll(d *deps) http.Handler {
 		}
 		d.metrics.polls.WithLabelValues(outcome).Inc()
 		writePoll(w, res)
+		return nil
 	})
 }
 
@@ -141,74 +134,67 @@ type historyResponse struct {
 
 // handleHistory serves GET /v1/messages.
 func handleHistory(d *deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		q := rawQuery(r.URL.RawQuery)
 		var err error
 		limit, before, typ, unread, since, until := q.value("limit", &err), q.value("before", &err),
 			q.value("type", &err), q.value("unread", &err), q.value("since", &err), q.value("until", &err)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		var hq inbox.HistoryQuery
 		if hq.Limit, err = intParam(limit, inbox.DefaultHistoryLimit, 1, inbox.MaxHistoryLimit); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		hq.Before = before
 		if hq.Before != "" {
 			if err := inbox.ParseMessageID(hq.Before); err != nil {
-				writeError(w, r, err)
-				return
+				return err
 			}
 		}
 		hq.Type = typ
 		if len(hq.Type) > inbox.MaxTypeLen {
-			writeError(w, r, badRequest("type too long"))
-			return
+			return badRequest("type too long")
 		}
 		switch unread {
 		case "", "false", "0":
 		case "true", "1":
 			hq.Unread = true
 		default:
-			writeError(w, r, badRequest("unread must be true or false"))
-			return
+			return badRequest("unread must be true or false")
 		}
 		if hq.Since, err = timeParam("since", since); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		if hq.Until, err = timeParam("until", until); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		ctx, cancel := withTimeout(r.Context(), d.cfg.StoreTimeout)
 		defer cancel()
 		res, err := d.store.History(ctx, readerOf(principal(r)), hq)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		out := historyResponse{Messages: toWire(res.Messages), Unread: res.Unread, Cursor: res.Cursor}
 		if res.Next != "" {
 			out.Next = &res.Next
 		}
 		writeJSON(w, http.StatusOK, out)
+		return nil
 	})
 }
 
 // handleUnread serves GET /v1/unread.
 func handleUnread(d *deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		ctx, cancel := withTimeout(r.Context(), d.cfg.StoreTimeout)
 		defer cancel()
 		n, cur, err := d.store.Unread(ctx, readerOf(principal(r)))
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"unread": n, "cursor": cur})
+		return nil
 	})
 }
 
@@ -219,51 +205,46 @@ type readRequest struct {
 
 // handleRead serves POST /v1/read.
 func handleRead(d *deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		var req readRequest
 		if err := decodeBody(w, r, d.cfg.MaxRequestBytes, &req); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		if req.All == (len(req.IDs) > 0) {
-			writeError(w, r, badRequest(`send either "ids" (non-empty) or "all": true`))
-			return
+			return badRequest(`send either "ids" (non-empty) or "all": true`)
 		}
 		if len(req.IDs) > inbox.MaxReadIDs {
-			writeError(w, r, tooLarge("at most "+strconv.Itoa(inbox.MaxReadIDs)+" ids per call"))
-			return
+			return tooLarge("at most " + strconv.Itoa(inbox.MaxReadIDs) + " ids per call")
 		}
 		for _, id := range req.IDs {
 			if err := inbox.ParseMessageID(id); err != nil {
-				writeError(w, r, err)
-				return
+				return err
 			}
 		}
 		ctx, cancel := withTimeout(r.Context(), d.cfg.StoreTimeout)
 		defer cancel()
 		n, err := d.store.MarkRead(ctx, readerOf(principal(r)), req.IDs, req.All)
 		if err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"unread": n})
+		return nil
 	})
 }
 
 // handleDelete serves DELETE /v1/messages/{id}.
 func handleDelete(d *deps) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		id := httprouter.ParamsFromContext(r.Context()).ByName("id")
 		if err := inbox.ParseMessageID(id); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		ctx, cancel := withTimeout(r.Context(), d.cfg.StoreTimeout)
 		defer cancel()
 		if err := d.store.Delete(ctx, readerOf(principal(r)), id); err != nil {
-			writeError(w, r, err)
-			return
+			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
+		return nil
 	})
 }
