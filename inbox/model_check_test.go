@@ -10,12 +10,19 @@ import (
 // concurrently with them but polls, which change nothing. Answers of
 // waiting polls may see each message in any state it had in the window
 // [answer - trust - slack, answer], the trust bound being
-// Options.TrustFor: that is the only tolerance, and it applies to counts
-// (see countRange), read flags and messages deleted or expired.
+// Options.TrustFor, and slack the machine's own delays (plus a poll's
+// overrun of its wait, up to modelMaxOverrun): that is the only
+// tolerance. It applies to counts (see countRange), read flags, messages
+// deleted or expired, and messages not yet delivered.
 //
 // Where several streams hold entries of the same millisecond the checks
 // accept any order among them: they compare by millisecond across streams
 // and by position within a stream.
+
+// modelMaxOverrun caps how much later than its wait a waiting poll may
+// answer: a store that overslept by more is wrong however slow the
+// machine.
+const modelMaxOverrun = time.Second
 
 // exactCount checks an unread count that must equal the model's now.
 func (r *modelRun) exactCount(what string, inst, u, n int) error {
@@ -142,6 +149,13 @@ func (r *modelRun) checkNow(c *modelClient, inst, limit int, res PollResult) err
 	return nil
 }
 
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 func contains(ms []*modelMsg, m *modelMsg) bool {
 	for _, x := range ms {
 		if x == m {
@@ -171,13 +185,23 @@ func (r *modelRun) checkWaited(c *modelClient, p *bgPoll) error {
 	if p.err != nil {
 		return fmt.Errorf("%s: %w", where, p.err)
 	}
-	r.stats.pollsWaited++
+	r.stats.waited[p.inst]++
+	if p.wait >= 2*r.trust {
+		r.stats.longWaits++
+	}
 	res := p.res
 	t := p.end
 	// A poll that came back later than its wait allows was held up by the
 	// machine, perhaps after it had computed its answer: the overrun
-	// widens the window, so that a starved machine does not fail the test.
-	slack := r.slack + max(0, t.Sub(p.start)-p.wait)
+	// widens the window, so that a starved machine does not fail the test,
+	// up to a cap past which the poll itself is too late.
+	overrun := max(0, t.Sub(p.start)-p.wait)
+	if overrun > modelMaxOverrun {
+		return fmt.Errorf("%s: answered %v after its wait ended, more than the %v a loaded machine is allowed",
+			where, overrun.Round(time.Millisecond), modelMaxOverrun)
+	}
+	r.stats.maxOverrun = max(r.stats.maxOverrun, overrun)
+	slack := r.slack + overrun
 	w := t.Add(-r.trust - slack)
 	if res.Reset {
 		return fmt.Errorf("%s: reset, but no stream was trimmed", where)
@@ -210,6 +234,9 @@ func (r *modelRun) checkWaited(c *modelClient, p *bgPoll) error {
 			}
 		}
 		from[g.stream] = g.index + 1
+		if since := g.pub.end; since.Before(t) {
+			r.stats.slowest[p.inst] = max(r.stats.slowest[p.inst], t.Sub(later(since, p.start)))
+		}
 		rel := r.m.relOf(u, g)
 		switch read := res.Messages[i].Read; {
 		case read && (rel.read == nil || !rel.read.start.Before(t)):
@@ -224,17 +251,44 @@ func (r *modelRun) checkWaited(c *modelClient, p *bgPoll) error {
 		return fmt.Errorf("%s: unread %d, model %d..%d within the trust bound %v + slack %v (now %d; last changes, relative to the answer: %s)",
 			where, res.Unread, lo, hi, r.trust, slack, r.m.unread(u), r.m.countHistory(u, t))
 	}
-	if res.Unread != r.m.countAt(u, t) {
-		r.stats.tolerated++
+	if lo, hi := r.m.countRange(u, t, t); res.Unread < lo || res.Unread > hi {
+		// Not a count of the moment of the answer: the tolerance was used.
+		r.stats.tolerated[p.inst]++
+		age := r.m.countAge(u, res.Unread, t, r.trust+slack)
+		r.stats.countAge[p.inst] = max(r.stats.countAge[p.inst], age)
+		// A loses no wake-ups, and by the trust rule no fact outlives a
+		// wake-up that contradicts it: A's count may lag by a wake-up's
+		// way (the slack), not by the trust bound.
+		if lo, hi := r.m.countRange(u, t.Add(-slack), t); p.inst == 0 && !p.resubscribed && (res.Unread < lo || res.Unread > hi) {
+			return fmt.Errorf("%s: unread %d, a count of %v before the answer or earlier, but A loses no wake-ups: slack %v allowed (now %d; last changes, relative to the answer: %s)",
+				where, res.Unread, age, slack, r.m.unread(u), r.m.countHistory(u, t))
+		}
+	}
+	if exact := r.m.countAt(u, t); res.Unread != exact {
+		// The tolerance stands for changes the answer did not see yet: one
+		// must have been under way within the window, and the count is off
+		// by no more than those changes moved it.
+		if moved := r.m.countMoves(u, w, t); max(res.Unread-exact, exact-res.Unread) > moved {
+			return fmt.Errorf("%s: unread %d, model %d, but the changes within the trust bound %v + slack %v moved it by %d (last changes, relative to the answer: %s)",
+				where, res.Unread, exact, r.trust, slack, moved, r.m.countHistory(u, t))
+		}
 	}
 	if len(got) == 0 {
 		r.stats.emptyWaits++
-		// A lost wake-up may delay a message by the trust bound, no more.
+	}
+	if !res.More && len(got) < p.limit {
+		// The answer had room: it must hold every message owed for longer
+		// than the trust bound, in whichever stream. A lost wake-up may
+		// delay a message by the trust bound, no more.
 		for _, s := range r.m.userStreams(u) {
 			for _, x := range r.m.streams[s][min(c.pos[s], len(r.m.streams[s])):] {
-				if x.pub.end.Before(w) && !r.m.goneBy(u, x, t) {
-					return fmt.Errorf("%s: no messages, but %s was owed (trust bound %v + slack %v)",
-						where, r.describe(x), r.trust, slack)
+				if contains(got, x) || r.m.goneBy(u, x, t) {
+					continue
+				}
+				r.stats.leftOut[p.inst] = max(r.stats.leftOut[p.inst], t.Sub(x.pub.end))
+				if x.pub.end.Before(w) {
+					return fmt.Errorf("%s: %d messages and more=false, but %s was owed (trust bound %v + slack %v)",
+						where, len(got), r.describe(x), r.trust, slack)
 				}
 			}
 		}

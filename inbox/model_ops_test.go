@@ -43,6 +43,7 @@ const (
 	opRestart // a client starts over from a new or an old cursor
 	opAdvance // the store's clock moves on
 	opKick    // B's subscription is cut
+	opProbe   // a long wait on B meets a change B loses the wake-up of, in quiet
 )
 
 // Restart modes.
@@ -62,11 +63,19 @@ const (
 	retryOther // the same key from the other sender: a new message
 )
 
+// Probe modes: what changes while the probe's poll waits.
+const (
+	probeInbox  = iota // a message to the user
+	probeShared        // a message to everyone or to one of the user's groups
+	probeRead          // the user marks all read
+	probeModes
+)
+
 // modelOp is one operation. Fields not used by its kind are zero.
 type modelOp struct {
 	kind    opKind
 	inst    int           // store it runs on: 0 = A, 1 = B (the one whose wake-ups are lost)
-	client  int           // opPoll, opRestart
+	client  int           // opPoll, opRestart, opProbe
 	user    int           // opRead, opReadAll, opDelete, opUnread, opHistory
 	target  byte          // opPublish, opRetry: 'u' users, 'g' groups, 'b' broadcast
 	to      []int         // opPublish: user or group indices, may repeat; opRetry: the extra one
@@ -75,10 +84,10 @@ type modelOp struct {
 	typ     int           // opPublish
 	expires time.Duration // opPublish: 0 = never
 	drop    bool          // B loses this operation's wake-ups
-	limit   int           // opPoll, opHistory
-	wait    time.Duration // opPoll
+	limit   int           // opPoll, opHistory, opProbe
+	wait    time.Duration // opPoll, opProbe
 	picks   []int         // random numbers resolved against the model
-	mode    int           // opRestart, opRetry; opHistory: bit 0 unread only, bit 1 by type
+	mode    int           // opRestart, opRetry, opProbe; opHistory: bit 0 unread only, bit 1 by type
 	advance time.Duration // opAdvance
 }
 
@@ -88,6 +97,7 @@ var modelMix = []struct {
 }{
 	{opPublish, 27}, {opRetry, 4}, {opPoll, 34}, {opRead, 6}, {opReadAll, 2}, {opDelete, 5},
 	{opUnread, 6}, {opHistory, 4}, {opRestart, 4}, {opAdvance, 2}, {opKick, 1},
+	{opProbe, 1},
 }
 
 // modelGroupsOf returns each user's groups (indices), drawn from the seed.
@@ -104,8 +114,9 @@ func modelGroupsOf(seed int64) [][]int {
 	return out
 }
 
-// genModelOps returns the first n operations of seed's sequence.
-func genModelOps(seed int64, n int) []modelOp {
+// genModelOps returns the first n operations of seed's sequence, for
+// stores whose trust bound is trust (waits are drawn relative to it).
+func genModelOps(seed int64, n int, trust time.Duration) []modelOp {
 	rng := rand.New(rand.NewPCG(uint64(seed), 2))
 	total := 0
 	for _, m := range modelMix {
@@ -122,12 +133,12 @@ func genModelOps(seed int64, n int) []modelOp {
 			}
 			x -= m.weight
 		}
-		ops[i] = genModelOp(rng, kind)
+		ops[i] = genModelOp(rng, kind, trust)
 	}
 	return ops
 }
 
-func genModelOp(rng *rand.Rand, kind opKind) modelOp {
+func genModelOp(rng *rand.Rand, kind opKind, trust time.Duration) modelOp {
 	// Every field is drawn for every kind, so each operation consumes the
 	// same draws and a change in one kind's use of them cannot shift the
 	// rest of the sequence.
@@ -149,7 +160,16 @@ func genModelOp(rng *rand.Rand, kind opKind) modelOp {
 	if rng.IntN(5) == 0 {
 		op.expires = time.Duration(2+rng.IntN(15)) * 500 * time.Millisecond
 	}
-	wait := time.Duration(20+rng.IntN(281)) * time.Millisecond
+	// One poll in five waits. Most waits are shorter than the trust bound
+	// (0.1 to 1.5 times it); one in four lasts 2 to 3 times it, so that a
+	// message whose wake-up was lost early in the wait is owed well before
+	// the wait ends (the store must re-read within the trust bound). Few,
+	// because a long wait can hold up the run when its client comes round.
+	wait := trust * time.Duration(100+rng.IntN(1401)) / 1000
+	longWait := trust * time.Duration(2000+rng.IntN(1001)) / 1000
+	if rng.IntN(4) == 0 {
+		wait = longWait
+	}
 	waits := rng.IntN(5) == 0
 	switch t := rng.IntN(6); {
 	case t < 3:
@@ -205,6 +225,8 @@ func genModelOp(rng *rand.Rand, kind opKind) modelOp {
 		}
 	case opRestart:
 		op.mode = mode % restartModes
+	case opProbe:
+		op.wait, op.mode = longWait, mode%probeModes
 	}
 	return op
 }
@@ -278,6 +300,18 @@ func (op modelOp) String() string {
 		how := [...]string{"without a cursor", "from Unread's cursor", "from History's cursor",
 			"from one of its earlier cursors", "from another client's cursor"}[op.mode]
 		fmt.Fprintf(&b, "client c%d (%s) starts over %s", op.client, userName(op.client/modelClientsPerUser), how)
+	case opProbe:
+		fmt.Fprintf(&b, "probe: poll c%d (%s) on B limit=%d at once, then ", op.client, userName(op.client/modelClientsPerUser), op.limit)
+		switch op.mode {
+		case probeInbox:
+			b.WriteString("a publish to its user")
+		case probeShared:
+			b.WriteString("a publish to everyone or one of its user's groups")
+		default:
+			b.WriteString("its user marks all read")
+		}
+		fmt.Fprintf(&b, " [B loses its wake-ups], then poll on B wait=%v, and nothing else until it answers", op.wait)
+		return b.String()
 	case opAdvance:
 		return fmt.Sprintf("clock +%v", op.advance)
 	case opKick:

@@ -446,3 +446,34 @@ func (m *model) countAt(u int, t time.Time) int {
 	}
 	return n
 }
+
+// countMoves returns by how much user u's unread count moved, summed over
+// the changes that may have been under way in [from, to]: an answer that
+// saw each of them partly or not at all is off the exact count by that
+// much at most.
+func (m *model) countMoves(u int, from, to time.Time) int {
+	moved, prev := 0, 0
+	for _, ev := range m.counts[u] {
+		if ev.sp.start.After(to) {
+			break
+		}
+		if !ev.sp.end.Before(from) {
+			moved += max(ev.n-prev, prev-ev.n)
+		}
+		prev = ev.n
+	}
+	return moved
+}
+
+// countAge returns how far before t an answer's unread count n looked:
+// the shortest lookback, in steps of 5 ms up to limit, whose window's
+// range holds n (0: a count of the moment t, with the changes under way
+// then seen or not), or limit if none does.
+func (m *model) countAge(u, n int, t time.Time, limit time.Duration) time.Duration {
+	for d := time.Duration(0); d < limit; d += 5 * time.Millisecond {
+		if lo, hi := m.countRange(u, t.Add(-d), t); lo <= n && n <= hi {
+			return d
+		}
+	}
+	return limit
+}
