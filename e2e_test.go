@@ -12,8 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"pollbox/internal/openapitest"
 	"pollbox/internal/redistest"
+	"pollbox/poll"
 )
+
+// newCheckedClient is newHTTPClient whose every answer is checked against
+// the OpenAPI document that pollbox serves (poll/static/openapi.json): its
+// status, headers and body. A mismatch fails the test.
+func newCheckedClient(t *testing.T) *http.Client {
+	return openapitest.Wrap(t, newHTTPClient(t), poll.OpenAPI())
+}
 
 // An smpe-admin login token (HS512 over the base64 secret, authorities in
 // "auth", no exp) is accepted as it is: it reads its own inbox and, holding
@@ -22,7 +31,7 @@ func TestSmpeAdminToken(t *testing.T) {
 	t.Parallel()
 	secret := newSecret(t)
 	in := startInstance(t, baseEnv(secret, redistest.Prefix(t), "POLLBOX_REDIS_URL", redistest.URL(t)))
-	hc := newHTTPClient(t)
+	hc := newCheckedClient(t)
 	tok := smpeToken(secret, "42", "admin,user:list")
 
 	start := mustPoll(t, hc, in.base, tok, "", 0)
@@ -67,7 +76,7 @@ func TestPollSemantics(t *testing.T) {
 	t.Parallel()
 	secret := newSecret(t)
 	in := startInstance(t, baseEnv(secret, redistest.Prefix(t), "POLLBOX_REDIS_URL", redistest.URL(t)))
-	hc := newHTTPClient(t)
+	hc := newCheckedClient(t)
 	user := smpeToken(secret, "7", "user:list")
 	admin := smpeToken(secret, "1", "admin")
 
@@ -162,7 +171,7 @@ func TestZeroConfig(t *testing.T) {
 	if !strings.Contains(strings.ToLower(out), "nothing is kept") {
 		t.Errorf("stdout lacks the warning that nothing is kept:\n%s", out)
 	}
-	hc := newHTTPClient(t)
+	hc := newCheckedClient(t)
 
 	id := mustPublish(t, hc, in.base, admin[1], []string{"42"}, "dev hello")[0]
 	res, err := do(hc, "GET", in.base+"/v1/messages", user[1], nil, 5*time.Second)
@@ -240,7 +249,7 @@ func TestTokenCommand(t *testing.T) {
 	}
 
 	in := startInstance(t, env)
-	hc := newHTTPClient(t)
+	hc := newCheckedClient(t)
 	c := mustPoll(t, hc, in.base, tok, "", 0)
 	id := mustPublish(t, hc, in.base, tok, []string{"42"}, "from the token command")[0]
 	got := mustPoll(t, hc, in.base, tok, c.Cursor, 0)
@@ -268,7 +277,7 @@ func TestTwoInstances(t *testing.T) {
 			secret := newSecret(t)
 			env := baseEnv(secret, redistest.Prefix(t), k, v)
 			a, b := startInstance(t, env), startInstance(t, env)
-			hc := newHTTPClient(t)
+			hc := newCheckedClient(t)
 			user := smpeToken(secret, "alice", "ops")
 			admin := smpeToken(secret, "1", "admin")
 
