@@ -125,6 +125,8 @@ func TestHistoryParameters(t *testing.T) {
 }
 
 // TestEveryResponseIsNoStore covers the routes outside the JSON API too.
+// The static assets /client.js and /favicon.ico are the documented
+// exception (TestClientJSIsMinifiedGzippedAndCached, TestFavicon).
 func TestEveryResponseIsNoStore(t *testing.T) {
 	t.Parallel()
 	h, _, _ := newHandler(t, Config{}, AuthConfig{}, &fakeStore{})
@@ -132,7 +134,7 @@ func TestEveryResponseIsNoStore(t *testing.T) {
 	t.Cleanup(srv.Close)
 	for _, rq := range []request{
 		{method: "GET", path: "/healthz"}, {method: "GET", path: "/readyz"}, {method: "GET", path: "/metrics"},
-		{method: "GET", path: "/client.js"}, {method: "GET", path: "/"}, {method: "GET", path: "/demo"},
+		{method: "GET", path: "/"}, {method: "GET", path: "/demo"},
 		{method: "GET", path: "/v1/poll"}, {method: "GET", path: "/nowhere"}, {method: "OPTIONS", path: "/v1/poll"},
 	} {
 		r := do(t, srv.URL, rq)

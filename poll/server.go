@@ -90,6 +90,7 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	handle("GET", "/readyz", handleReady(d))
 	handle("GET", "/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	handle("GET", "/client.js", handleClientJS())
+	handle("GET", "/favicon.ico", handleFavicon())
 	handle("GET", "/", handleDemo(cfg.DevTokens))
 	handle("GET", "/demo", handleDemo(cfg.DevTokens))
 	handle("GET", "/openapi.json", handleOpenAPI())
@@ -108,7 +109,7 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 		writeError(w, req, newErr(http.StatusInternalServerError, "internal", "internal error"))
 	}
 
-	var h http.Handler = r
+	var h http.Handler = routing(r) // HEAD as GET; malformed paths are a 400
 	h = stopping(cfg.Stop, h)
 	h = cors(cfg.CORSOrigins, h) // outside stopping: 503s stay readable cross-origin
 	h = common(h)
