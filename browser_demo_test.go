@@ -153,6 +153,9 @@ func TestBrowserDemoTallInbox(t *testing.T) {
 	// Sent from this tab with the admin's token as publisher token, to the
 	// watched user: listed here, from the admin, by the poll of user 42.
 	const title = "sent from the watching tab"
+	if !evalJS[bool](t, tb, `!!document.getElementById('pub-token')`) {
+		t.Fatalf("the send card has no publisher token field (#pub-token)")
+	}
 	tb.do(t, 10*time.Second, "filling in the send form",
 		chromedp.SetValue(chromedp.ID("pub-token"), admin),
 		chromedp.SetValue(chromedp.ID("send-to"), "42"),
