@@ -161,13 +161,14 @@ func genModelOp(rng *rand.Rand, kind opKind, trust time.Duration) modelOp {
 		op.expires = time.Duration(2+rng.IntN(15)) * 500 * time.Millisecond
 	}
 	// One poll in five waits. Most waits are shorter than the trust bound
-	// (0.1 to 1.5 times it); one in four lasts 2 to 3 times it, so that a
-	// message whose wake-up was lost early in the wait is owed well before
-	// the wait ends (the store must re-read within the trust bound). Few,
-	// because a long wait can hold up the run when its client comes round.
+	// (0.1 to 1.5 times it); one in eight lasts 2 to 3 times it (as does
+	// every probe's), so that a message whose wake-up was lost early in
+	// the wait is owed well before the wait ends (the store must re-read
+	// within the trust bound). Few, because a long wait holds up the run
+	// when its client comes round before it ends.
 	wait := trust * time.Duration(100+rng.IntN(1401)) / 1000
 	longWait := trust * time.Duration(2000+rng.IntN(1001)) / 1000
-	if rng.IntN(4) == 0 {
+	if rng.IntN(8) == 0 {
 		wait = longWait
 	}
 	waits := rng.IntN(5) == 0
