@@ -314,8 +314,12 @@ func authConfig(cfg *config) (poll.AuthConfig, error) {
 	if n := len(ac.HMACSecret); n > 0 && n < minHMACSecret {
 		// RFC 7518 §3.2: an HMAC key is at least as long as the hash
 		// output; a shorter one can be guessed offline from any token.
-		return ac, fmt.Errorf("the JWT HMAC secret is %d bytes (after base64 decoding); it must be at least %d bytes "+
-			"(RFC 7518 §3.2); generate one with: openssl rand -base64 64", n, minHMACSecret)
+		what := fmt.Sprintf("POLLBOX_JWT_SECRET is %d bytes", n)
+		if cfg.JWTSecretBase64 != "" {
+			what = fmt.Sprintf("POLLBOX_JWT_SECRET_BASE64 decodes to %d bytes", n)
+		}
+		return ac, fmt.Errorf("%s: an HMAC secret must be at least %d bytes (RFC 7518 §3.2); "+
+			"make one with: openssl rand -base64 64 (for POLLBOX_JWT_SECRET_BASE64)", what, minHMACSecret)
 	}
 	if len(ac.HMACSecret) > 0 {
 		defAlgs = append(defAlgs, "HS256", "HS384", "HS512")

@@ -15,7 +15,7 @@ import (
 
 // defaultTokenTTL is the lifetime of a token from `pollbox token` unless
 // --ttl says otherwise: a forgotten script token should not work forever.
-const defaultTokenTTL = 24 * time.Hour
+const defaultTokenTTL = "24h"
 
 // mintToken signs a user token. groupsClaim "auth" is written the way
 // smpe-admin writes it (comma-joined); any other claim as a JSON array.
@@ -54,7 +54,7 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	fs.SetOutput(stderr)
 	user := fs.String("user", "", "user id (required)")
 	groups := fs.String("groups", "", "comma-separated groups (e.g. admin)")
-	ttl := fs.String("ttl", defaultTokenTTL.String(), "lifetime, e.g. 1h or 7d; 0 for a token without exp")
+	ttl := fs.String("ttl", defaultTokenTTL, "lifetime, e.g. 1h or 7d; 0 for a token without exp")
 	alg := fs.String("alg", "", "HS256, HS384 or HS512 (default: HS512 for a base64 secret, else HS256)")
 	// Secrets are not shown as defaults: --help would print them.
 	secret := fs.String("jwt-secret", "", "HMAC secret, raw"+envNote("jwt-secret"))

@@ -31,7 +31,7 @@ func TestShortHMACSecretRefused(t *testing.T) {
 				defer cancel()
 				var stdout, stderr bytes.Buffer
 				err := run(ctx, args, mapEnv(tc.env), &stdout, &stderr)
-				if err == nil || !strings.Contains(err.Error(), "32 bytes") {
+				if err == nil || !strings.Contains(err.Error(), "at least 32 bytes") {
 					t.Errorf("run %q = %v, want an error saying the secret needs 32 bytes", args, err)
 				}
 				if strings.Contains(stdout.String(), "listening") || strings.Count(stdout.String(), ".") == 2 {
