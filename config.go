@@ -47,6 +47,7 @@ type config struct {
 	PublishRate     float64
 	PublishBurst    int
 	ShutdownTimeout time.Duration
+	ShutdownDrain   time.Duration
 
 	CORSOrigins string
 	TLSCert     string
@@ -133,6 +134,7 @@ func configFlags(fs *flag.FlagSet, c *config, getenv func(string) string) *[]err
 	flt(&c.PublishRate, "publish-rate", 100, "publishes per second per publisher (0 = unlimited)")
 	num(&c.PublishBurst, "publish-burst", 200, "publish burst per publisher")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown may take")
+	dur(&c.ShutdownDrain, "shutdown-drain", 3*time.Second, "on SIGTERM, how long /readyz fails and requests get 503 before the listener closes")
 	str(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed cross-origin (* for any)")
 	str(&c.TLSCert, "tls-cert", "", "TLS certificate file (enables HTTPS and HTTP/2)")
 	str(&c.TLSKey, "tls-key", "", "TLS key file")

@@ -123,7 +123,9 @@ func TestManyWaitingPollsFewConnections(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	secret := newSecret(t)
-	env := baseEnv(secret, redistest.Prefix(t), "POLLBOX_REDIS_URL", redistest.URL(t), "POLLBOX_SHUTDOWN_TIMEOUT", "10s")
+	const drain = time.Second
+	env := baseEnv(secret, redistest.Prefix(t), "POLLBOX_REDIS_URL", redistest.URL(t), "POLLBOX_SHUTDOWN_TIMEOUT", "10s",
+		"POLLBOX_SHUTDOWN_DRAIN", drain.String())
 	in := startInstance(t, env)
 	hc := newHTTPClient(t)
 
@@ -188,8 +190,8 @@ func TestGracefulShutdown(t *testing.T) {
 		if in.err != nil {
 			t.Fatalf("run returned %v, want nil", in.err)
 		}
-		if d := time.Since(begin); d > 3*time.Second {
-			t.Errorf("run took %v to return; the shutdown deadline is 10 s", d)
+		if d := time.Since(begin); d > drain+3*time.Second {
+			t.Errorf("run took %v to return; the drain is %v and the shutdown deadline 10 s", d, drain)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not return")

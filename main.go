@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +38,9 @@ var _ poll.SessionChecker = (*inbox.Sessions)(nil)
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful shutdown; a second one ends
+	// pollbox at once, as signals do by default (Ctrl-C twice skips the drain).
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -152,10 +156,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen: %w", err)
 	}
 	stopping := make(chan struct{})
+	var drainEnd atomic.Int64 // unix ns; stored before stopping is closed
 	hcfg := poll.Config{
 		PollTimeout: cfg.PollTimeout, PollTimeoutMax: cfg.PollTimeoutMax, MaxPollsPerUser: cfg.MaxPollsPerUser,
 		MaxBody: cfg.MaxBody, MaxRecipients: cfg.MaxRecipients, PublishRate: cfg.PublishRate,
 		PublishBurst: cfg.PublishBurst, CORSOrigins: splitList(cfg.CORSOrigins), Stop: stopping,
+		DrainEnd:     func() time.Time { return time.Unix(0, drainEnd.Load()) },
 		StoreTimeout: timeouts.Store,
 	}
 	if dev != nil && dev.tokens != nil {
@@ -172,7 +178,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	unused := &unusedConns{conns: map[net.Conn]struct{}{}}
 	srv.ConnState = unused.track
-	srv.RegisterOnShutdown(unused.closeAll) // runs once the listener is closed
+	srv.RegisterOnShutdown(func() { // runs once the listener is closed
+		// A connection accepted just before may carry a request still on
+		// its way: give it a moment to arrive and get its 503.
+		time.Sleep(unusedGrace)
+		unused.closeAll()
+	})
 	scheme := "http"
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		scheme = "https"
@@ -207,8 +218,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info().Msg("shutting down: answering waiting polls")
-	close(stopping) // waiting polls answer now with their cursors
+	// The drain comes first: waiting polls answer now with their cursors,
+	// /readyz fails, and every request gets a 503 with Connection: close,
+	// so load balancers and keep-alive clients move away after a clear
+	// answer. Shutdown closes idle connections at once; after the drain no
+	// client is about to send a request on one.
+	log.Info().Dur("drain", cfg.ShutdownDrain).Msg("shutting down: answering waiting polls, refusing requests until the drain ends")
+	drainEnd.Store(time.Now().Add(cfg.ShutdownDrain).UnixNano())
+	close(stopping)
+	drained := time.NewTimer(cfg.ShutdownDrain)
+	defer drained.Stop()
+	select {
+	case <-drained.C:
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info().Msg("drain over: closing the listener")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -407,9 +432,14 @@ func servePprof(addr string, log zerolog.Logger) (func(), error) {
 	return func() { s.Close() }, nil
 }
 
+// unusedGrace is how long shutdown lets a connection that has not sent a
+// request yet stay open, in case one is on its way.
+const unusedGrace = 300 * time.Millisecond
+
 // unusedConns tracks connections that have not sent a request yet. Shutdown
-// closes them at once: net/http would wait up to 5 s for each to send one,
-// and clients (browsers, pooling HTTP clients) open such spare connections.
+// closes them after unusedGrace: net/http would wait up to 5 s for each to
+// send one, and clients (browsers, pooling HTTP clients) open such spare
+// connections.
 type unusedConns struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}

@@ -4,6 +4,7 @@
 package poll
 
 import (
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -32,6 +33,12 @@ type Config struct {
 	// Stop is closed when the server begins shutting down: waiting polls
 	// answer at once with their cursor and new requests get 503.
 	Stop <-chan struct{}
+	// DrainEnd, when set, tells when the server stops listening and closes
+	// idle connections after Stop closed. The 503s carry a Retry-After
+	// reaching a second past it, so a client that honours it comes back to
+	// a closed port (refused at connect, nothing sent) rather than racing
+	// the close of the listener or of a connection idle in its pool.
+	DrainEnd func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -110,7 +117,7 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	}
 
 	var h http.Handler = routing(r) // HEAD as GET; malformed paths are a 400
-	h = stopping(cfg.Stop, h)
+	h = stopping(cfg.Stop, cfg.DrainEnd, h)
 	h = cors(cfg.CORSOrigins, h) // outside stopping: 503s stay readable cross-origin
 	h = common(h)
 	h = requestScope(log, m, h)
@@ -135,20 +142,40 @@ func common(next http.Handler) http.Handler {
 	})
 }
 
-// stopping refuses new requests once shutdown has begun (health checks
-// excepted, so the load balancer sees the instance go unready instead).
-func stopping(stop <-chan struct{}, next http.Handler) http.Handler {
+// stopping refuses new requests once shutdown has begun (/healthz
+// excepted: the process is alive; /readyz is refused, so the load balancer
+// sees the instance go unready). Every answer then carries Connection:
+// close: a keep-alive client (a pooling HTTP client, a proxy's upstream
+// keepalive) drops the connection after a clear answer, instead of having
+// it closed under its next request with no answer at all.
+func stopping(stop <-chan struct{}, drainEnd func() time.Time, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-stop:
+			w.Header().Set("Connection", "close")
 			if r.URL.Path != "/healthz" {
-				writeError(w, r, errShuttingDown)
+				writeError(w, r, shuttingDown(drainEnd))
 				return
 			}
 		default:
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// shuttingDown is the 503 of a stopping server, with a Retry-After a
+// second beyond the time left until it stops listening.
+func shuttingDown(drainEnd func() time.Time) error {
+	if drainEnd == nil {
+		return errShuttingDown
+	}
+	secs := int(math.Ceil(time.Until(drainEnd()).Seconds())) + 1
+	if secs <= errShuttingDown.retryAfter {
+		return errShuttingDown
+	}
+	e := *errShuttingDown
+	e.retryAfter = secs
+	return &e
 }
 
 // cors answers cross-origin requests from allowed origins only. Requests
