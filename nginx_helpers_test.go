@@ -39,7 +39,7 @@ func requireNginx(t *testing.T) string {
 
 var (
 	readmeNginxRE   = regexp.MustCompile("(?s)### Behind nginx: several instances\n.*?```nginx\n(.*?)```")
-	readmeServerRE  = regexp.MustCompile(`(?m)^(\s*server )10\.0\.0\.1[12]:8080( .*)$`)
+	readmeServerRE  = regexp.MustCompile(`(?m)^(\s*server )10\.0\.0\.1[12]:8080([ ;].*)$`)
 	readmeListenRE  = regexp.MustCompile(`(?m)^(\s*listen )80;`)
 	readmeLocPathRE = regexp.MustCompile(`(?m)^\s*location (\S+) \{`)
 )
