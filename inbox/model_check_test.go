@@ -201,7 +201,11 @@ func (r *modelRun) checkWaited(c *modelClient, p *bgPoll) error {
 			where, overrun.Round(time.Millisecond), modelMaxOverrun)
 	}
 	r.stats.maxOverrun = max(r.stats.maxOverrun, overrun)
-	slack := r.slack + overrun
+	// The machine's stalls during the wait may have held the poll up just
+	// as well (an overrun is mostly one of them): they widen it too.
+	stalled := r.stalls.longest(p.start, t)
+	r.stats.maxStall = max(r.stats.maxStall, stalled)
+	slack := r.slack + min(max(overrun, stalled), modelMaxOverrun)
 	w := t.Add(-r.trust - slack)
 	if res.Reset {
 		return fmt.Errorf("%s: reset, but no stream was trimmed", where)
@@ -234,8 +238,13 @@ func (r *modelRun) checkWaited(c *modelClient, p *bgPoll) error {
 			}
 		}
 		from[g.stream] = g.index + 1
-		if since := g.pub.end; since.Before(t) {
-			r.stats.slowest[p.inst] = max(r.stats.slowest[p.inst], t.Sub(later(since, p.start)))
+		// Owed to this poll since it began or since the publish, whichever
+		// came later: a lost wake-up may delay it by the trust bound.
+		owed := t.Sub(later(g.pub.end, p.start))
+		r.stats.slowest[p.inst] = max(r.stats.slowest[p.inst], owed)
+		if owed > r.trust+slack {
+			return fmt.Errorf("%s: %s came %v after it was owed to the poll (trust bound %v + slack %v)",
+				where, r.describe(g), owed.Round(time.Millisecond), r.trust, slack)
 		}
 		rel := r.m.relOf(u, g)
 		switch read := res.Messages[i].Read; {

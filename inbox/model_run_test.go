@@ -118,8 +118,10 @@ type modelStats struct {
 	// it left out; the check allows trust + slack. slowest: the longest a
 	// message a waiting poll returned had been there while the poll was.
 	leftOut, slowest [2]time.Duration
-	maxOverrun       time.Duration
-	dropped          int64
+	// maxOverrun, maxStall: the most a waiting poll overran its wait, and
+	// the longest stall of the machine during one (see stallMeter).
+	maxOverrun, maxStall time.Duration
+	dropped              int64
 }
 
 // modelFailure is a run's first failed check.
@@ -134,6 +136,7 @@ type modelRun struct {
 	clock        *modelClock
 	m            *model
 	faults       *modelFaults
+	stalls       *stallMeter
 	readers      [modelUsers]Reader
 	clients      []*modelClient
 	trust, slack time.Duration
@@ -161,6 +164,10 @@ func runModel(ctx context.Context, fatal func(string, ...any), su modelSetup, op
 	r := &modelRun{ctx: ctx, clock: clock, m: newModel(modelGroupsOf(su.seed)), faults: faults,
 		trust: su.trust, slack: su.slack, notes: make([]string, len(ops)+1)}
 	r.m.nowMS = ms(clock.Now())
+	r.stalls = &stallMeter{}
+	var meter sync.WaitGroup
+	meter.Go(func() { r.stalls.run(ctx) })
+	defer func() { cancel(); meter.Wait() }()
 	defer func() { r.stats.dropped = faults.dropped.Load() }()
 	hubCtx, stopHubs := context.WithCancel(context.Background())
 	var hubs sync.WaitGroup

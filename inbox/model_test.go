@@ -84,10 +84,10 @@ func runModelSeed(t *testing.T, b backend, base string, seed int64, n int) int {
 	if *modelLog {
 		logModelOps(t, ops, notes, len(ops))
 	}
-	t.Logf("seed %d on %s: %d operations in %v: %d polls at once, %d waited (%d long, %d empty, overrun up to %v); "+
+	t.Logf("seed %d on %s: %d operations in %v: %d polls at once, %d waited (%d long, %d empty, overrun up to %v, stalls up to %v); "+
 		"on A/B: %d/%d waited, counts of an earlier moment %s/%s (up to %v/%v before), oldest owed message left out %v/%v, slowest delivered %v/%v; %d wake-ups lost on B",
 		seed, b.name, st.ops, time.Since(t0).Round(time.Millisecond), st.pollsNow, st.waited[0]+st.waited[1],
-		st.longWaits, st.emptyWaits, st.maxOverrun.Round(time.Millisecond),
+		st.longWaits, st.emptyWaits, st.maxOverrun.Round(time.Millisecond), st.maxStall.Round(time.Millisecond),
 		st.waited[0], st.waited[1], share(st.tolerated[0], st.waited[0]), share(st.tolerated[1], st.waited[1]),
 		st.countAge[0], st.countAge[1],
 		st.leftOut[0].Round(time.Millisecond), st.leftOut[1].Round(time.Millisecond),
