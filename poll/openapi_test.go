@@ -80,6 +80,10 @@ func TestOpenAPIServed(t *testing.T) {
 	if got := v.Doc().OpenAPI; got != "3.1.0" {
 		t.Errorf("openapi %q, want 3.1.0", got)
 	}
+	head := send(t, checkedClient(t), srv.URL, request{method: "HEAD", path: "/openapi.json"})
+	if head.status != http.StatusOK || len(head.body) != 0 || head.header.Get("Content-Type") != r.header.Get("Content-Type") {
+		t.Errorf("HEAD /openapi.json: %d, %d bytes, Content-Type %q", head.status, len(head.body), head.header.Get("Content-Type"))
+	}
 }
 
 // Every operation the document lists is served: none is invented.
@@ -181,10 +185,17 @@ func TestOpenAPIAnswers(t *testing.T) {
 		}
 	}
 
-	// Operations.
-	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/client.js", "/", "/demo", "/openapi.json"} {
+	// Operations, with GET and HEAD.
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/client.js", "/favicon.ico", "/", "/demo", "/openapi.json"} {
 		get(p, "", 200)
+		expect(request{method: "HEAD", path: p}, 200)
 	}
+	expect(request{method: "HEAD", path: "/v1/unread", token: alice}, 200)
+	etag := get("/client.js", "", 200).header.Get("ETag")
+	expect(request{method: "GET", path: "/client.js?v=old", header: map[string]string{"If-None-Match": etag}}, 304)
+	expect(request{method: "GET", path: "/client.js?v=%zz"}, 400)
+	expect(request{method: "DELETE", path: "/v1/messages/%01", token: alice}, 400)
+	expect(request{method: "GET", path: "/v1/messages/%01", token: alice}, 400)
 }
 
 // The answers only a failing store, a limit or a shutdown give.

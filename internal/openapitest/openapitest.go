@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -27,7 +28,8 @@ type Validator struct {
 	router routers.Router
 	// Answers to requests the document has no operation for: an unknown
 	// path (404), a known path with another method (405), a CORS
-	// preflight (204, or 403 for an origin that is not allowed).
+	// preflight (204, or 403 for an origin that is not allowed). A
+	// malformed path is a 400 whatever it names.
 	notFound, methodNotAllowed, preflight *openapi3.Operation
 }
 
@@ -60,10 +62,10 @@ func New(doc []byte) (*Validator, error) {
 		}
 		return o, nil
 	}
-	if v.notFound, err = op("404", "NotFound", "503", "Unavailable"); err != nil {
+	if v.notFound, err = op("400", "BadRequest", "404", "NotFound", "503", "Unavailable"); err != nil {
 		return nil, err
 	}
-	if v.methodNotAllowed, err = op("405", "MethodNotAllowed", "503", "Unavailable"); err != nil {
+	if v.methodNotAllowed, err = op("400", "BadRequest", "405", "MethodNotAllowed", "503", "Unavailable"); err != nil {
 		return nil, err
 	}
 	if v.preflight, err = op("204", "Preflight", "403", "Forbidden", "404", "NotFound", "503", "Unavailable"); err != nil {
@@ -102,6 +104,13 @@ func (v *Validator) Check(req *http.Request, status int, header http.Header, bod
 		return fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
 	}
 	in.Route, in.PathParams = route, params
+	switch status {
+	case http.StatusNotModified, http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		// kin-openapi passes these unchecked; at least the status must be listed.
+		if route.Operation.Responses.Status(status) == nil {
+			return fmt.Errorf("%s %s answered %d, a status the document does not list", req.Method, req.URL.Path, status)
+		}
+	}
 	res := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: header, Options: opts}
 	res.SetBodyBytes(body)
 	if err := openapi3filter.ValidateResponse(context.Background(), res); err != nil {
@@ -111,6 +120,9 @@ func (v *Validator) Check(req *http.Request, status int, header http.Header, bod
 }
 
 func clip(b []byte) string {
+	if !utf8.Valid(b) {
+		return fmt.Sprintf("(%d bytes, not text)", len(b))
+	}
 	b = bytes.TrimSpace(b)
 	if len(b) > 400 {
 		return string(b[:400]) + "…"
