@@ -68,6 +68,10 @@ const (
 	probeInbox  = iota // a message to the user
 	probeShared        // a message to everyone or to one of the user's groups
 	probeRead          // the user marks all read
+	// The user marks all read, and the polls are on A, which loses no
+	// wake-ups, with a wait shorter than the trust bound: the answer must
+	// have the new count all the same.
+	probeReadOnA
 	probeModes
 )
 
@@ -302,7 +306,8 @@ func (op modelOp) String() string {
 			"from one of its earlier cursors", "from another client's cursor"}[op.mode]
 		fmt.Fprintf(&b, "client c%d (%s) starts over %s", op.client, userName(op.client/modelClientsPerUser), how)
 	case opProbe:
-		fmt.Fprintf(&b, "probe: poll c%d (%s) on B limit=%d at once, then ", op.client, userName(op.client/modelClientsPerUser), op.limit)
+		inst, wait := op.probeOn()
+		fmt.Fprintf(&b, "probe: poll c%d (%s) on %s limit=%d at once, then ", op.client, userName(op.client/modelClientsPerUser), instName(inst), op.limit)
 		switch op.mode {
 		case probeInbox:
 			b.WriteString("a publish to its user")
@@ -311,7 +316,7 @@ func (op modelOp) String() string {
 		default:
 			b.WriteString("its user marks all read")
 		}
-		fmt.Fprintf(&b, " [B loses its wake-ups], then poll on B wait=%v, and nothing else until it answers", op.wait)
+		fmt.Fprintf(&b, " [B loses its wake-ups], then poll on %s wait=%v, and nothing else until it answers", instName(inst), wait)
 		return b.String()
 	case opAdvance:
 		return fmt.Sprintf("clock +%v", op.advance)
@@ -319,4 +324,12 @@ func (op modelOp) String() string {
 		return "B's subscription is cut"
 	}
 	return b.String()
+}
+
+// probeOn returns the store a probe polls and how long its poll waits.
+func (op modelOp) probeOn() (inst int, wait time.Duration) {
+	if op.mode == probeReadOnA {
+		return 0, op.wait * 3 / 10
+	}
+	return 1, op.wait
 }

@@ -177,13 +177,15 @@ func (r *modelRun) finish() error {
 // bound, and the run does nothing else until the poll answers. B's view
 // believes there is no news until what it learnt lapses: the answer must
 // carry the change if it came later than the trust bound (+ slack) after
-// it (see checkWaited).
+// it (see checkWaited). One probe in four (probeReadOnA) polls A instead,
+// briefly: A loses no wake-ups, so its answer must be right at once.
 func (r *modelRun) probe(i int, op modelOp) error {
 	c := r.clients[op.client]
 	if err := r.await(c); err != nil {
 		return err
 	}
-	if _, err := r.pollNow(c, 1, op.limit); err != nil {
+	inst, wait := op.probeOn()
+	if _, err := r.pollNow(c, inst, op.limit); err != nil {
 		return err
 	}
 	change := modelOp{inst: op.inst, user: c.user, typ: op.typ, drop: true}
@@ -204,6 +206,6 @@ func (r *modelRun) probe(i int, op modelOp) error {
 	if err != nil {
 		return err
 	}
-	r.startWait(i, c, modelOp{inst: 1, limit: op.limit, wait: op.wait})
+	r.startWait(i, c, modelOp{inst: inst, limit: op.limit, wait: wait})
 	return r.await(c)
 }
