@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -28,7 +30,7 @@ func TestNginxMultiInstance(t *testing.T) {
 	nginx := requireNginx(t)
 	bin := buildPollbox(t) // before t.Parallel: the build would slow the parallel tests down
 	t.Parallel()
-	rs := redistest.Start(t, redistest.Options{})
+	rs := redistest.Start(t, redistest.Options{AOF: true}) // the outage loses nothing
 	secret := newSecret(t)
 	env := baseEnv(secret, redistest.Prefix(t), "POLLBOX_REDIS_URL", rs.URL(), "POLLBOX_PUBLISH_RATE", "0",
 		"POLLBOX_REDIS_TIMEOUT", "1s", "POLLBOX_SHUTDOWN_DRAIN", "0s")
@@ -90,6 +92,30 @@ func TestNginxMultiInstance(t *testing.T) {
 			}
 		})
 	}
+	for i := range 2 { // long-polls that wait out their 5 s: nobody writes to them
+		token := smpeToken(secret, "ngidle"+strconv.Itoa(i), "")
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { <-quit; cancel() }()
+			for ctx.Err() == nil {
+				start := time.Now()
+				res, err := doCtx(ctx, hc, ngx.base+"/v1/poll?timeout=5", token)
+				if ctx.Err() != nil {
+					return
+				}
+				record(proxied{"poll", start, time.Now(), err == nil && res.Status == http.StatusOK,
+					fmt.Sprintf("%v %s", err, res)})
+				if err != nil || res.Status != http.StatusOK {
+					select {
+					case <-quit:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+			}
+		})
+	}
 	// waitUntil waits until now is past until, then returns the events so far.
 	waitUntil := func(until time.Time) []proxied {
 		time.Sleep(time.Until(until))
@@ -102,10 +128,10 @@ func TestNginxMultiInstance(t *testing.T) {
 	healthy := waitUntil(start.Add(time.Second))
 	checkProxied(t, "with both instances up", healthy, start, start)
 
-	// Redis stops answering for 2 s (frozen, as on a stalled host).
-	rs.Pause()
+	// Redis is down for 2 s: every instance answers 503 meanwhile.
+	rs.Kill()
 	time.Sleep(2 * time.Second) // the outage
-	rs.Resume()
+	rs.Restart(t)
 	back := time.Now()
 	after := waitUntil(back.Add(4 * time.Second))
 	checkProxied(t, "after the Redis outage", after, back, back.Add(3*time.Second))
@@ -117,6 +143,22 @@ func TestNginxMultiInstance(t *testing.T) {
 	checkProxied(t, "after an instance was killed", all, killed, killed.Add(time.Second))
 }
 
+// doCtx sends a GET with a bearer token, bounded by ctx.
+func doCtx(ctx context.Context, hc *http.Client, u, token string) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return response{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := hc.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return response{Status: res.StatusCode, Header: res.Header, Body: b}, err
+}
+
 // checkProxied checks the events that ended after from: each kind has
 // succeeded (by okBy, when that is after from), and none that ended at or
 // after okBy failed.
@@ -124,7 +166,7 @@ func checkProxied(t *testing.T, phase string, events []proxied, from, okBy time.
 	t.Helper()
 	succeeded := map[string]int{}
 	firstOK := map[string]time.Time{}
-	failed := 0
+	failed, lastFail := 0, time.Duration(0)
 	for _, e := range events {
 		if e.end.Before(from) {
 			continue
@@ -137,6 +179,7 @@ func checkProxied(t *testing.T, phase string, events []proxied, from, okBy time.
 			continue
 		}
 		failed++
+		lastFail = max(lastFail, e.end.Sub(from))
 		if !e.end.Before(okBy) {
 			t.Errorf("%s: %s started %v and failed %v after the event, later than the %v allowed: %s", phase, e.what,
 				e.start.Sub(from).Round(time.Millisecond), e.end.Sub(from).Round(time.Millisecond), okBy.Sub(from), e.detail)
@@ -150,5 +193,5 @@ func checkProxied(t *testing.T, phase string, events []proxied, from, okBy time.
 				firstOK[what].Sub(from).Round(time.Millisecond), okBy.Sub(from))
 		}
 	}
-	t.Logf("%s: %v succeeded, %d failed", phase, succeeded, failed)
+	t.Logf("%s: %v succeeded; %d failed, the last %v after the event", phase, succeeded, failed, lastFail.Round(time.Millisecond))
 }
