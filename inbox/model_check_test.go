@@ -10,10 +10,13 @@ import (
 // concurrently with them but polls, which change nothing. Answers of
 // waiting polls may see each message in any state it had in the window
 // [answer - trust - slack, answer], the trust bound being
-// Options.TrustFor, and slack the machine's own delays (plus a poll's
-// overrun of its wait, up to modelMaxOverrun): that is the only
-// tolerance. It applies to counts (see countRange), read flags, messages
-// deleted or expired, and messages not yet delivered.
+// Options.TrustFor, and slack the machine's own delays (widened by a
+// poll's overrun of its wait or the longest stall measured during it, up
+// to modelMaxOverrun): that is the only tolerance. It applies to counts
+// (see countRange), read flags, messages deleted or expired, messages
+// left out of an answer with room for them, and how long a poll may hold
+// back a message owed to it. A, which loses no wake-ups, gets no trust
+// bound for its counts: only the slack.
 //
 // Where several streams hold entries of the same millisecond the checks
 // accept any order among them: they compare by millisecond across streams
