@@ -262,9 +262,11 @@ func (p *pollRun) sleep(ctx context.Context) (bool, error) {
 		p.toRead = p.all()
 		return true, nil
 	}
+	// The streams that fired, and any whose knowledge has lapsed meanwhile
+	// (a poll woken late must not answer without what the bound owes it).
 	p.toRead = p.toRead[:0]
 	for i, st := range p.streams {
-		if _, ok := fired[st.key]; ok {
+		if _, ok := fired[st.key]; ok || p.lapsing(i) {
 			p.toRead = append(p.toRead, i)
 		}
 	}
@@ -293,13 +295,19 @@ func (p *pollRun) recheckAt() time.Time {
 // or will within the jitter of recheckAt.
 func (p *pollRun) lapsed() []int {
 	out := p.toRead[:0]
-	soon := time.Now().Add(p.s.view.trust / 8)
-	for i, l := range p.learnt {
-		if l.IsZero() || !soon.Before(p.s.view.lapse(l)) {
+	for i := range p.learnt {
+		if p.lapsing(i) {
 			out = append(out, i)
 		}
 	}
 	return out
+}
+
+// lapsing tells whether what the poll knows of stream i has lapsed, or
+// will within the jitter of recheckAt.
+func (p *pollRun) lapsing(i int) bool {
+	l := p.learnt[i]
+	return l.IsZero() || !time.Now().Add(p.s.view.trust/8).Before(p.s.view.lapse(l))
 }
 
 // answer builds the answer, with the unread count.
