@@ -168,6 +168,8 @@ func baseEnv(secret []byte, prefix string, kv ...string) map[string]string {
 		"POLLBOX_JWT_SECRET_BASE64": base64.StdEncoding.EncodeToString(secret),
 		"POLLBOX_JWT_GROUPS_CLAIM":  "auth",
 		"POLLBOX_LOG_LEVEL":         "warn",
+		// Tests that are not about shutdown need no drain when they stop.
+		"POLLBOX_SHUTDOWN_DRAIN": "0s",
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		env[kv[i]] = kv[i+1]
