@@ -82,15 +82,15 @@ type pollRun struct {
 	// learnt[i] is when what the poll knows of streams[i] was learnt: from
 	// Redis, or by the view. The poll reads the stream again once that
 	// lapses (see view), so a lost wake-up delays it by TrustFor at most.
-	learnt   []time.Time
-	toRead   []int // indexes of the streams to read next
+	learnt []time.Time
+	toRead []int // indexes of the streams to read next
 	// Room for the common poll's streams (inbox, broadcast, a few groups).
 	learntBuf [4]time.Time
 	toReadBuf [4]int
-	deadline time.Time
-	timer    *time.Timer
-	res      PollResult
-	st       *userState // the latest state read, if still current
+	deadline  time.Time
+	timer     *time.Timer
+	res       PollResult
+	st        *userState // the latest state read, if still current
 	// stateChanged: the read state changed while waiting; answer after
 	// reading the streams that fired with it.
 	stateChanged bool
