@@ -118,19 +118,8 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 //
 // KEYS: unread, expiring, read, seen; ARGV: inbox tail, retention cutoff
 // (ms), then stream name and tail for each shared stream.
-var markAllScript = redis.NewScript(luaIDHelpers + `
-local t = ARGV[1]
-local tms = string.match(t, '^(%d+)')
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. tms)
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], tms, tms)) do
-  if not idless(t, m) then gone[#gone + 1] = m end
-end
--- In chunks: Lua's unpack has a limit of a few thousand values.
-for i = 1, #gone, 500 do
-  local j = math.min(i + 499, #gone)
-  redis.call('ZREM', KEYS[1], unpack(gone, i, j))
-  redis.call('ZREM', KEYS[2], unpack(gone, i, j))
-end
+var markAllScript = redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
+dropunread(KEYS[1], KEYS[2], ARGV[1], true)
 local marks = {}
 for i = 3, #ARGV - 1, 2 do
   local name, id = ARGV[i], ARGV[i + 1]

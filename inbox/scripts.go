@@ -41,7 +41,7 @@ import "github.com/redis/go-redis/v9"
 // ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel,
 // the fields as the wake-up carries them (or "-"; see wakeFields), field, value, …
 // Returns {entryID, created(0|1)}.
-var publishScript = redis.NewScript(luaIDHelpers + `
+var publishScript = redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
 if ARGV[1] == '1' then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {prev, 0} end
@@ -75,22 +75,7 @@ if #KEYS >= 5 then
   if trimmed and first == nil then
     redis.call('DEL', KEYS[4], KEYS[5])
   elseif trimmed then
-    local fms = string.match(first, '^(%d+)')
-    local gone = {}
-    if redis.call('EXISTS', KEYS[5]) == 1 then
-      gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
-    else
-      redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. fms)
-    end
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], fms, fms)) do
-      if idless(m, first) then gone[#gone + 1] = m end
-    end
-    -- In chunks: Lua's unpack has a limit of a few thousand values.
-    for i = 1, #gone, 500 do
-      local j = math.min(i + 499, #gone)
-      redis.call('ZREM', KEYS[4], unpack(gone, i, j))
-      redis.call('ZREM', KEYS[5], unpack(gone, i, j))
-    end
+    dropunread(KEYS[4], KEYS[5], first, false)
   end
   unread = redis.call('ZCARD', KEYS[4])
 end
@@ -123,6 +108,32 @@ local function pred(s)
   local a, b = string.match(s, '^(%d+)-(%d+)$')
   if b ~= '0' then return a .. '-' .. decr(b) end
   return decr(a) .. '-18446744073709551615'
+end
+`
+
+// luaUnreadHelpers need luaIDHelpers. dropunread removes from a user's
+// unread set (scored by entry millisecond) and expiring set every id below
+// id, or at or below it when incl; ids of id's own millisecond are
+// compared one by one. When nothing expires, the older ones go by score
+// without being fetched.
+const luaUnreadHelpers = `
+local function dropunread(unread, expiring, id, incl)
+  local ms = string.match(id, '^(%d+)')
+  local gone = {}
+  if redis.call('EXISTS', expiring) == 1 then
+    gone = redis.call('ZRANGEBYSCORE', unread, '-inf', '(' .. ms)
+  else
+    redis.call('ZREMRANGEBYSCORE', unread, '-inf', '(' .. ms)
+  end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', unread, ms, ms)) do
+    if idless(m, id) or (incl and m == id) then gone[#gone + 1] = m end
+  end
+  -- In chunks: Lua's unpack has a limit of a few thousand values.
+  for i = 1, #gone, 500 do
+    local j = math.min(i + 499, #gone)
+    redis.call('ZREM', unread, unpack(gone, i, j))
+    redis.call('ZREM', expiring, unpack(gone, i, j))
+  end
 end
 `
 

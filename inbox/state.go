@@ -113,6 +113,7 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 				total += n
 				continue
 			}
+			c.at = s.view.streamVersion(sh.key) // before the count begins
 			lead := c
 			c.ch = s.flight.DoChan(c.flightKey(), func() (any, error) {
 				// Not the caller's context: other polls wait for this count.
@@ -121,6 +122,7 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 			shared = append(shared, c)
 			continue
 		}
+		c.at = s.view.streamVersion(sh.key)
 		direct = append(direct, c)
 	}
 	for _, c := range shared {
@@ -185,7 +187,7 @@ func (s *Store) countCallFor(sh stream, st *userState, now time.Time) countCall 
 	for _, e := range excl {
 		args = append(args, e)
 	}
-	return countCall{key: key, seen: st.newest[sh.key], at: s.view.streamVersion(sh.key),
+	return countCall{key: key, seen: st.newest[sh.key],
 		call: scriptCall{sc: sharedUnreadScript, keys: []string{sh.key}, args: args}}
 }
 
