@@ -93,7 +93,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			// The client left: nobody reads an answer, and a client that only
 			// shut down its sending side would take one for real.
-			abortGone(r)
+			abortGone(r, "gone")
 		}
 		for _, e := range storeErrors {
 			if errors.Is(err, e.err) {

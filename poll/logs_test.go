@@ -108,8 +108,9 @@ func TestLogsNeverContainTokens(t *testing.T) {
 
 // TestLogOfAbandonedPoll: a poll whose client goes away mid-wait (a proxy
 // cutting the connection, a closed tab) was never answered, and the access
-// log says so, as /metrics does: no status 200, the outcome "gone", at info
-// level (it is no server fault), with how long it waited.
+// log says so, as /metrics does: no status 200, the outcome "cut", at info
+// level (it is no server fault), with how long it waited; the cut-wait
+// histogram records the wait, so an operator can read off a proxy's timeout.
 func TestLogOfAbandonedPoll(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{})
@@ -155,8 +156,8 @@ func TestLogOfAbandonedPoll(t *testing.T) {
 	if line["status"] == float64(http.StatusOK) {
 		t.Errorf("the abandoned poll is logged with status 200: %v", line)
 	}
-	if line["outcome"] != "gone" || line["level"] != "info" || line["route"] != "/v1/poll" || line["user"] != "alice" {
-		t.Errorf("logged outcome=%v level=%v route=%v user=%v, want gone, info, /v1/poll, alice",
+	if line["outcome"] != "cut" || line["level"] != "info" || line["route"] != "/v1/poll" || line["user"] != "alice" {
+		t.Errorf("logged outcome=%v level=%v route=%v user=%v, want cut, info, /v1/poll, alice",
 			line["outcome"], line["level"], line["route"], line["user"])
 	}
 	// zerolog writes durations in milliseconds.
@@ -168,9 +169,11 @@ func TestLogOfAbandonedPoll(t *testing.T) {
 	after := scrape(t, s.url)
 	st, _ := line["status"].(float64)
 	status := strconv.FormatFloat(st, 'f', -1, 64)
-	gone := `pollbox_polls_total{outcome="gone"}`
+	cut := `pollbox_polls_total{outcome="cut"}`
 	logged := `pollbox_http_requests_total{route="/v1/poll",status="` + status + `"}`
-	for name, d := range delta(before, after, gone, logged) {
+	cuts := `pollbox_poll_cut_wait_seconds_count`
+	under1, over1 := `pollbox_poll_cut_wait_seconds_bucket{le="1"}`, `pollbox_poll_cut_wait_seconds_bucket{le="+Inf"}`
+	for name, d := range delta(before, after, cut, logged, cuts, under1, over1) {
 		if d != 1 {
 			t.Errorf("%s moved by %v, want 1", name, d)
 		}

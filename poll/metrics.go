@@ -13,6 +13,7 @@ type Metrics struct {
 	Registry        *prometheus.Registry
 	waiting         prometheus.Gauge
 	polls           *prometheus.CounterVec
+	cutWait         prometheus.Histogram
 	published       prometheus.Counter
 	delivered       prometheus.Counter
 	publishLatency  prometheus.Histogram
@@ -29,7 +30,11 @@ func NewMetrics() *Metrics {
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pollbox_polls_waiting",
 			Help: "Long-polls currently open on this instance."}),
 		polls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pollbox_polls_total",
-			Help: "Polls answered, by outcome (messages, empty, error, rejected, gone)."}, []string{"outcome"}),
+			Help: "Polls ended, by outcome (messages, empty, error, rejected, cut)."}, []string{"outcome"}),
+		cutWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pollbox_poll_cut_wait_seconds",
+			Help: "How long polls cut before their answer (client or proxy closed the connection) had waited. " +
+				"A peak below the poll timeout is an intermediary's read timeout.",
+			Buckets: []float64{1, 2, 5, 8, 10, 15, 20, 25, 30, 40, 50, 60, 90, 120}}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_messages_published_total",
 			Help: "Stream entries written by publishes (one per recipient stream)."}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_messages_delivered_total",
@@ -45,7 +50,7 @@ func NewMetrics() *Metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pollbox_http_requests_total",
 			Help: "HTTP requests by route and status."}, []string{"route", "status"}),
 	}
-	m.Registry.MustRegister(m.waiting, m.polls, m.published, m.delivered, m.publishLatency,
+	m.Registry.MustRegister(m.waiting, m.polls, m.cutWait, m.published, m.delivered, m.publishLatency,
 		m.deliveryLatency, m.redisErrors, m.hubReconnects, m.requests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -56,6 +61,12 @@ func (m *Metrics) HubEvent(event string) {
 	if event == "reconnected" {
 		m.hubReconnects.Inc()
 	}
+}
+
+// cutPoll counts a poll whose connection closed while it waited.
+func (m *Metrics) cutPoll(waited time.Duration) {
+	m.polls.WithLabelValues("cut").Inc()
+	m.cutWait.Observe(waited.Seconds())
 }
 
 func (m *Metrics) observeDelivery(created time.Time, now time.Time) {

@@ -125,10 +125,11 @@ func logRequest(log zerolog.Logger, m *Metrics, sc *scope, r *http.Request, rec 
 // net/http drops the connection instead of writing the empty 200 that a
 // handler returning without a word would send. A client that only shut
 // down its sending side, or a proxy still reading, would take that for a
-// real answer. The access log records the request with the outcome
-// "gone", as the polls metric does.
-func abortGone(r *http.Request) {
-	scopeOf(r).outcome = "gone"
+// real answer. The access log records the request with the outcome given
+// ("cut" for a waiting poll, "gone" for anything else), as the polls
+// metric does.
+func abortGone(r *http.Request, outcome string) {
+	scopeOf(r).outcome = outcome
 	panic(http.ErrAbortHandler)
 }
 

@@ -83,8 +83,10 @@ func handlePoll(d *deps) http.Handler {
 				d.metrics.polls.WithLabelValues("rejected").Inc()
 				return errSessionExpired
 			case r.Context().Err() != nil:
-				d.metrics.polls.WithLabelValues("gone").Inc()
-				abortGone(r) // the client left: no answer, not even an empty one
+				// The client left mid-wait: a proxy's timeout or a closed tab
+				// cut the poll. No answer, not even an empty one.
+				d.metrics.cutPoll(time.Since(scopeOf(r).start))
+				abortGone(r, "cut")
 			}
 			d.metrics.polls.WithLabelValues("error").Inc()
 			return err
