@@ -10,16 +10,26 @@
 //   shared: true,                 // tabs of one browser and user share one long-poll
 //   storageKey: 'app',            // optional namespace for the storage keys
 //   historyLimit: 20,             // messages delivered at start (0: none)
-//   timeout: 25                   // long-poll timeout in seconds
+//   timeout: 25                   // long-poll timeout in seconds (less behind a proxy that
+//                                 // cuts polls sooner: see "proxies" below)
 // });
 // c.history(query, cb)  c.markRead(ids, cb)  c.markAllRead(cb)  c.remove(id, cb)
-// c.publish(body, cb)  c.unread(cb)  c.setToken(t)  c.close()  c.isLeader()  c.cursor()  c.state()
+// c.publish(body, cb)  c.unread(cb)  c.setToken(t)  c.close()  c.isLeader()  c.cursor()
+// c.state(): {role, ok, wait}; wait = seconds the next poll asks for
 // Callbacks are cb(err, response); err = {status, error, message}.
 //
 // Sharing: one tab leads through a lease in localStorage and polls; it relays
 // messages, unread counts, resets and its cursor to the other tabs
 // (BroadcastChannel, else localStorage "storage" events). When it closes or
 // freezes, another tab takes over from the shared cursor.
+//
+// Proxies: a proxy whose read timeout is below `timeout` cuts every waiting
+// poll at the same age (502, 504 or an empty reply). A poll that fails after
+// 5 s or more, before its wait was over, counts as such a cut: no onError, the
+// status stays ok, and the client polls again at once from the same cursor.
+// After two cuts at a similar age it asks for 80 % of that age (at least 5 s),
+// remembered per server URL in localStorage for every tab; once an hour a
+// poll asks for the full timeout again, to notice a proxy that has gone.
 (function (root, factory) {
   var api = factory(root);
   if (typeof module === 'object' && module && module.exports) { module.exports = api; }
@@ -35,6 +45,9 @@
   var FRESH_MS = 120000;  // a lease cursor older than this is not resumed by a new leader
   var SEEN_MAX = 500;     // remembered message ids for de-duplication
   var BASE_MS = 1000, CAP_MS = 30000;
+  var CUT_S = 5;          // a poll failing sooner than this is an error, not a proxy's cut
+  var CUT_RUN = 4;        // cuts in a row without an answer before they count as errors
+  var PROBE_MS = 3600000; // how long a learnt wait holds before a poll asks for the full timeout
 
   function now() { return new Date().getTime(); }
   function later(fn, ms) { return setTimeout(fn, ms); }
@@ -151,6 +164,7 @@
     var closed = false, leader = false, acquiring = false, role = 'connecting', ok = null;
     var cur = null, unread, seen = {}, seenQ = [], pending = null;
     var pollReq = null, retryTimer = null, retryFn = null, tickTimer = null, attempt = 0, refreshed = false;
+    var WK = 'pollbox:wait:' + hash(base), wstore = store('localStorage'), mem = null, cuts = [], cutRun = 0;
 
     function url(path, q) {
       var s = base + path, sep = '?', k, v;
@@ -290,17 +304,56 @@
       else { api('GET', '/v1/unread', null, undefined, after); }
     }
 
+    // ---- proxies that cut long polls (see the header) ------------------------
+    function learnt() {
+      var l = wstore ? sget(wstore, WK) : mem;
+      return l && l.w >= CUT_S && l.w < timeout ? l : null;
+    }
+    function learn(w) {
+      mem = w ? {w: w, p: now() + PROBE_MS} : null;
+      if (wstore) { sset(wstore, WK, mem); }
+    }
+    function plannedWait() {
+      var l = learnt();
+      return l && now() < l.p ? l.w : timeout;
+    }
+    // A poll that asked for `asked` seconds failed with e after `took`
+    // seconds: true when that is a proxy's cut, now accounted for.
+    function wasCut(e, asked, took) {
+      var l = learnt(), i;
+      if (!(e.status === 502 || e.status === 504 || e.error === 'network') ||
+          took < CUT_S || took > asked - 1 || ++cutRun > CUT_RUN) { return false; }
+      if (l && asked > l.w) { // a probe was cut: the proxy is still there
+        learn(Math.max(CUT_S, Math.floor(took * 0.8)));
+        return true;
+      }
+      for (i = 0; i < cuts.length; i++) {
+        if (Math.abs(cuts[i] - took) <= Math.max(2, took / 5)) {
+          learn(Math.max(CUT_S, Math.floor(Math.min(took, cuts[i]) * 0.8)));
+          cuts = [];
+          return true;
+        }
+      }
+      cuts.push(took);
+      if (cuts.length > 3) { cuts.shift(); }
+      return true;
+    }
+
     function poll() {
       if (closed || (shared && !leader) || pollReq) { return; }
       // After a failure, ask with timeout=0 first so recovery shows at once.
-      var t0 = now(), before = unread, wait = attempt ? 0 : timeout;
+      var t0 = now(), before = unread, wait = attempt ? 0 : plannedWait();
       pollReq = request('GET', url('/v1/poll', {cursor: cur, timeout: wait, _: t0}), token, undefined,
         (wait + 10) * 1000, function (e, d) {
           pollReq = null;
           if (closed || (shared && !leader)) { return; }
-          if (e) { return failed(e, poll); }
+          var took = (now() - t0) / 1000, list;
+          if (e) { return wasCut(e, wait, took) ? poll() : failed(e, poll); }
           succeeded();
-          var list = d.messages || [];
+          cutRun = 0;
+          list = d.messages || [];
+          // A probe that lasted its whole wait: whatever cut polls has gone.
+          if (wait === timeout && took >= wait - 1 && learnt()) { learn(0); }
           if (d.reset) {
             if (leader) { relay({t: 'r'}); }
             forget();
@@ -513,7 +566,7 @@
       close: function () { stop(null); },
       isLeader: function () { return !closed && (shared ? leader : role === 'single'); },
       cursor: function () { return cur; },
-      state: function () { return {role: role, ok: !!ok}; }
+      state: function () { return {role: role, ok: !!ok, wait: plannedWait()}; }
     };
   }
 
