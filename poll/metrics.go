@@ -34,7 +34,7 @@ func NewMetrics() *Metrics {
 		cutWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pollbox_poll_cut_wait_seconds",
 			Help: "How long polls cut before their answer (client or proxy closed the connection) had waited. " +
 				"A peak below the poll timeout is an intermediary's read timeout.",
-			Buckets: []float64{1, 2, 5, 8, 10, 15, 20, 25, 30, 40, 50, 60, 90, 120}}),
+			Buckets: []float64{1, 2, 5, 8, 10, 12, 15, 20, 25, 30, 35, 40, 50, 60, 90, 120}}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_messages_published_total",
 			Help: "Stream entries written by publishes (one per recipient stream)."}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_messages_delivered_total",
