@@ -22,6 +22,16 @@ import "strings"
 //	                       name so both hash to one slot
 //	<p>wake                pub/sub channel: payload is the key of a stream that
 //	                       grew, or of a read-state hash that changed
+//	<p>utype:{<user>}      hash: unread inbox entry id → its type (the members of unread)
+//	<p>tunread:{<user>}    hash: type → unread inbox count (no fields at 0)
+//
+// Publish records, under the owner's tag {<o>.<name>} (o is u or k, see Owner):
+//
+//	<p>pub:{<owner>}:<ms>-<seq>    hash: the record of one publish
+//	<p>prcpt:{<owner>}:<ms>-<seq>  hash: recipient (user, g.<group>, b) → entry id
+//	<p>sent:{<owner>}              zset: the owner's publishes, member <ms>-<seq>, score created ms
+//	<p>pidem:{<owner>}:<k>         string: publish id written under client idempotency key k
+//	<p>due                 zset: scheduled publish ids, score = send_at ms (or lease end)
 type keys struct{ p string }
 
 func (k keys) inbox(u string) string    { return k.p + "inbox:{" + u + "}" }
@@ -33,6 +43,16 @@ func (k keys) read(u string) string     { return k.p + "read:{" + u + "}" }
 func (k keys) seen(u string) string     { return k.p + "seen:{" + u + "}" }
 func (k keys) hidden(u string) string   { return k.p + "hidden:{" + u + "}" }
 func (k keys) wake() string             { return k.p + "wake" }
+func (k keys) utype(u string) string    { return k.p + "utype:{" + u + "}" }
+func (k keys) tunread(u string) string  { return k.p + "tunread:{" + u + "}" }
+
+// pub, prcpt, sent and pidem take the owner's tag text ("u.42",
+// "k.notice-job", see Owner.tag) and a publish's "<ms>-<seq>".
+func (k keys) pub(owner, seq string) string   { return k.p + "pub:{" + owner + "}:" + seq }
+func (k keys) prcpt(owner, seq string) string { return k.p + "prcpt:{" + owner + "}:" + seq }
+func (k keys) sent(owner string) string       { return k.p + "sent:{" + owner + "}" }
+func (k keys) pidem(owner, key string) string { return k.p + "pidem:{" + owner + "}:" + key }
+func (k keys) due() string                    { return k.p + "due" }
 
 // inboxUser returns the user whose inbox key k is.
 func (k keys) inboxUser(key string) (string, bool) { return k.userOf(key, "inbox:{") }

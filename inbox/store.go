@@ -127,12 +127,23 @@ func (s *Store) Hub() *Hub { return s.hub }
 // and retried), but the first large publish after a Redis start would run
 // twice: once to find the script missing, once for real.
 func (s *Store) LoadScripts(ctx context.Context) error {
-	for _, sc := range []*redis.Script{publishScript, readScript, stateScript, tailScript, sharedUnreadScript, wakeStateScript, markAllScript} {
+	for _, sc := range append([]*redis.Script{publishScript, readScript, stateScript, tailScript, sharedUnreadScript, wakeStateScript, markAllScript}, registered...) {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return wrapRedis("script load", err)
 		}
 	}
 	return nil
+}
+
+// registered lists the scripts that LoadScripts loads besides those it
+// names; files add theirs with register.
+var registered []*redis.Script
+
+// register adds sc to the scripts LoadScripts loads and returns it, for
+// package-level declarations: var fooScript = register(redis.NewScript(…)).
+func register(sc *redis.Script) *redis.Script {
+	registered = append(registered, sc)
+	return sc
 }
 
 // Ping checks that Redis answers.
