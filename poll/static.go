@@ -68,19 +68,32 @@ func handleClientJS() http.Handler {
 	})
 }
 
-// Markers the server replaces in the demo page: the zero-config dev
-// tokens, and the version of client.js (so that the page loads the
-// versioned URL, cached for good).
+// Markers the server replaces in the demo and admin pages: the
+// zero-config dev tokens, and the version of client.js (so that the page
+// loads the versioned URL, cached for good).
 const (
 	devTokensMarker = "/*POLLBOX_DEV_TOKENS*/null"
 	clientJSMarker  = "client.js?v=POLLBOX_CLIENT_VERSION"
 )
 
-// handleDemo serves the demo page. The dev tokens go to loopback clients
-// only, judged by the connection's address (headers can be forged), so that
-// a dev instance listening on a network hands no publisher token to it.
+// handleDemo serves the demo page.
 func handleDemo(devTokens map[string]string) http.Handler {
-	page, _ := static.ReadFile("static/demo.html")
+	return handlePage("static/demo.html", devTokens)
+}
+
+// handleAdmin serves the notice management page (/admin): compose, list,
+// read counts, cancel and revoke, all through client.js's publisher.
+func handleAdmin(devTokens map[string]string) http.Handler {
+	return handlePage("static/admin.html", devTokens)
+}
+
+// handlePage serves a page of static/ with its markers replaced. The dev
+// tokens go to loopback clients only, judged by the connection's address
+// (headers can be forged), so that a dev instance listening on a network
+// hands no publisher token to it. Like every answer it is no-store: the
+// page carries tokens and names the current client.js.
+func handlePage(name string, devTokens map[string]string) http.Handler {
+	page, _ := static.ReadFile(name)
 	withTokens := page
 	if len(devTokens) > 0 {
 		js, _ := json.Marshal(devTokens)
