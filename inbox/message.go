@@ -26,7 +26,14 @@ type Message struct {
 
 	stream string // stream name ("u", "b", "g.<group>")
 	entry  entryID
+	// revokes is set on a tombstone (an entry with a "revoke" field, see
+	// revokeScript): the entry it revokes. A tombstone is never shown as a
+	// message; polls report what it revokes, history skips it.
+	revokes entryID
 }
+
+// tombstone tells whether the entry is a revoke's tombstone.
+func (m *Message) tombstone() bool { return !m.revokes.isZero() }
 
 // before is the order of every answer that merges streams (polls oldest
 // first, history in exact reverse; README, "Order"): by entry ID, that is
@@ -186,6 +193,10 @@ func decodeEntry(st stream, raw any) (*Message, error) {
 		case "expires":
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
 				m.Expires = time.UnixMilli(n).UTC()
+			}
+		case "revoke":
+			if r, err := parseEntryID(v); err == nil {
+				m.revokes = r
 			}
 		}
 	}

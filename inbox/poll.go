@@ -30,6 +30,12 @@ type PollResult struct {
 	Unread   int
 	More     bool // more messages are ready: poll again at once
 	Reset    bool // a stream was trimmed past the cursor: messages were missed
+	// Revoked lists the public ids of messages their publisher revoked
+	// after the cursor's positions (each once): a client that shows one
+	// removes it. An id the client never got is harmless.
+	Revoked []string
+	// UnreadByType splits Unread by message type (types with n > 0).
+	UnreadByType map[string]int
 }
 
 // Poll returns the reader's messages after the cursor, waiting up to

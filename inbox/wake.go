@@ -9,13 +9,18 @@ import (
 type wake struct {
 	key      string
 	id, prev entryID
-	unread   int   // the inbox's unread count after the publish; -1 for shared streams
-	expires  int64 // the entry's expiry (unix ms), 0 = never
-	raw      []any // nil when the fields were left out
-	size     int   // bytes of the fields
+	unread   int // the inbox's unread count after the publish; -1 for shared streams
+	// typeUnread is the inbox's unread count of the entry's type after the
+	// publish, when the wake-up carries one ("<n>,<m>"); else -1.
+	typeUnread int
+	revokes    entryID // set when the entry is a tombstone (see revokeScript)
+	expires    int64   // the entry's expiry (unix ms), 0 = never
+	raw        []any   // nil when the fields were left out
+	size       int     // bytes of the fields
 }
 
-// parseWake parses "key\nid\nprev\nunread\nexpires\nfields". fields is
+// parseWake parses "key\nid\nprev\nunread\nexpires\nfields", where
+// unread is "<n>" or "<n>,<count of the entry's type>". fields is
 // "-" when left out, else each field and value as "<len>:<bytes>". A
 // payload that is only a key (a read-state change) returns ok = false.
 func parseWake(p string) (w wake, ok bool) {
@@ -36,8 +41,15 @@ func parseWake(p string) (w wake, ok bool) {
 	if w.prev, err = parseEntryID(parts[2]); err != nil {
 		return wake{}, false
 	}
-	if w.unread, err = strconv.Atoi(parts[3]); err != nil {
+	w.typeUnread = -1
+	n, m, two := strings.Cut(parts[3], ",")
+	if w.unread, err = strconv.Atoi(n); err != nil {
 		return wake{}, false
+	}
+	if two {
+		if w.typeUnread, err = strconv.Atoi(m); err != nil {
+			return wake{}, false
+		}
 	}
 	if w.expires, err = strconv.ParseInt(parts[4], 10, 64); err != nil {
 		return wake{}, false
@@ -61,6 +73,13 @@ func parseWake(p string) (w wake, ok bool) {
 	}
 	if len(kv)%2 != 0 {
 		return wake{}, false
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i] == "revoke" {
+			if r, err := parseEntryID(kv[i+1].(string)); err == nil {
+				w.revokes = r
+			}
+		}
 	}
 	w.raw = []any{parts[1], kv}
 	return w, true
