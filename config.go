@@ -33,6 +33,7 @@ type config struct {
 	JWTUserClaim     string
 	JWTGroupsClaim   string
 	PublisherGroups  string
+	AdminGroups      string
 	APIKeys          string
 	SessionKeyPrefix string
 	SessionRedisURL  string
@@ -121,7 +122,8 @@ func configFlags(fs *flag.FlagSet, c *config, getenv func(string) string) *[]err
 	str(&c.JWTUserClaim, "jwt-user-claim", "sub", "claim holding the user id")
 	str(&c.JWTGroupsClaim, "jwt-groups-claim", "groups", "claim holding the groups: JSON array or comma-separated (smpe-admin: auth)")
 	str(&c.PublisherGroups, "publisher-groups", "admin", "comma-separated groups allowed to publish")
-	str(&c.APIKeys, "api-keys", "", "publisher API keys, name:secret,…")
+	str(&c.AdminGroups, "admin-groups", "admin", "comma-separated groups that may cancel, revoke and inspect any publisher's sends")
+	str(&c.APIKeys, "api-keys", "", "publisher API keys, name:secret,… (names: 1-128 of [A-Za-z0-9_.@-])")
 	str(&c.SessionKeyPrefix, "session-key-prefix", "", "accept a token only while Redis key <prefix><token> exists (smpe-admin: online-token-)")
 	str(&c.SessionRedisURL, "session-redis-url", "", "Redis holding the session keys, when not pollbox's own")
 	dur(&c.PollTimeout, "poll-timeout", poll.DefaultPollTimeout, "default poll wait")

@@ -321,7 +321,7 @@ func openRedis(cfg *config) (redis.UniversalClient, func(), error) {
 // authConfig builds the token settings from the configuration.
 func authConfig(cfg *config) (poll.AuthConfig, error) {
 	ac := poll.AuthConfig{UserClaim: cfg.JWTUserClaim, GroupsClaim: cfg.JWTGroupsClaim,
-		PublisherGroups: splitList(cfg.PublisherGroups), Leeway: 30 * time.Second}
+		PublisherGroups: splitList(cfg.PublisherGroups), AdminGroups: splitList(cfg.AdminGroups), Leeway: 30 * time.Second}
 	var defAlgs []string
 	switch {
 	case cfg.JWTSecretBase64 != "":

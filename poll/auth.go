@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,9 +35,12 @@ type AuthConfig struct {
 	UserClaim       string   // default "sub"
 	GroupsClaim     string   // default "groups"
 	PublisherGroups []string
-	APIKeys         []APIKey
-	Sessions        SessionChecker // nil: no session check
-	Leeway          time.Duration  // clock skew allowed on exp/nbf
+	// AdminGroups may cancel, revoke and inspect any publisher's sends;
+	// everyone else only their own. API keys are never admins.
+	AdminGroups []string
+	APIKeys     []APIKey
+	Sessions    SessionChecker // nil: no session check
+	Leeway      time.Duration  // clock skew allowed on exp/nbf
 }
 
 // Principal is an authenticated caller.
@@ -44,6 +48,7 @@ type Principal struct {
 	User      string   // "" for API keys
 	Groups    []string // from the token
 	Publisher bool
+	Admin     bool   // a token with an admin group (never an API key)
 	Sender    string // user id or API-key name
 	Token     string // the raw bearer token (never logged)
 }
@@ -93,6 +98,13 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 			}
 		default:
 			return nil, fmt.Errorf("unsupported JWT algorithm %q", a)
+		}
+	}
+	for _, k := range cfg.APIKeys {
+		// The name owns the key's publish records: it becomes part of Redis
+		// keys and their {hash tag}, so it keeps to the user id alphabet.
+		if !inbox.ValidUser(k.Name) {
+			return nil, fmt.Errorf("API key name %q: use 1-128 of [A-Za-z0-9_.@-]", k.Name)
 		}
 	}
 	p := jwt.NewParser(jwt.WithValidMethods(cfg.Algorithms), jwt.WithJSONNumber(), jwt.WithLeeway(cfg.Leeway))
@@ -183,11 +195,8 @@ func (a *Authenticator) verify(tok string) (Principal, error) {
 	}
 	p := Principal{User: user, Groups: groups, Sender: user, Token: tok}
 	for _, g := range groups {
-		for _, pg := range a.cfg.PublisherGroups {
-			if g == pg {
-				p.Publisher = true
-			}
-		}
+		p.Publisher = p.Publisher || slices.Contains(a.cfg.PublisherGroups, g)
+		p.Admin = p.Admin || slices.Contains(a.cfg.AdminGroups, g)
 	}
 	until := now.Add(verifiedFor)
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil && exp.Add(a.cfg.Leeway).Before(until) {

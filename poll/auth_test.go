@@ -226,3 +226,33 @@ func TestAuthHTTP(t *testing.T) {
 		t.Fatalf("senders %v, want %v", senders, want)
 	}
 }
+
+// A token with an admin group is an admin (and publishes only with a
+// publisher group too); API keys are never admins; API-key names that
+// cannot name Redis keys are refused when the authenticator is made.
+func TestAuthAdmin(t *testing.T) {
+	t.Parallel()
+	key := []byte("raw secret of the test, long enough")
+	a := mustAuthenticator(t, AuthConfig{HMACSecret: key, Algorithms: []string{"HS256"},
+		PublisherGroups: []string{"admin", "notice"}, AdminGroups: []string{"admin", "audit"},
+		APIKeys: []APIKey{{Name: "admin", Secret: "k-admin-0123456789abcdef"}}})
+	for _, c := range []struct {
+		groups     string
+		pub, admin bool
+	}{{"admin", true, true}, {"notice", true, false}, {"audit", false, true}, {"user:list,audit,notice", true, true}, {"", false, false}} {
+		p, err := authToken(t, a, signHS(t, jwtHS256, key, jwt.MapClaims{"sub": "u1", "groups": c.groups}))
+		if err != nil || p.Publisher != c.pub || p.Admin != c.admin {
+			t.Errorf("groups %q: %+v, %v; want publisher %v admin %v", c.groups, p, err, c.pub, c.admin)
+		}
+	}
+	if p, err := authToken(t, a, "k-admin-0123456789abcdef"); err != nil || !p.Publisher || p.Admin || p.Sender != "admin" {
+		t.Errorf("API key named admin: %+v, %v; want a publisher that is no admin", p, err)
+	}
+	for _, name := range []string{"", "a{b}", "a:b", "a b", strings.Repeat("x", 129)} {
+		_, err := NewAuthenticator(AuthConfig{HMACSecret: key, Algorithms: []string{"HS256"},
+			APIKeys: []APIKey{{Name: name, Secret: "k-0123456789abcdef"}}})
+		if err == nil || !strings.Contains(err.Error(), strconv.Quote(name)) {
+			t.Errorf("API key name %q: %v, want an error naming it", name, err)
+		}
+	}
+}
