@@ -1,12 +1,13 @@
 /*!
  * pollbox browser client 1.0.0
  * In-app notifications over HTTP long-polling. Plain ES5 + XMLHttpRequest,
- * no dependencies; about 9 KB minified, 4 KB gzipped.
+ * no dependencies; about 10 KB minified, 4.3 KB gzipped.
  */
 // var c = Pollbox.connect({
 //   url: 'https://host',          // API base URL ('' = same origin)
 //   token: 'jwt', getToken: function (cb) { cb(jwt); },  // getToken also refreshes after a 401
-//   onMessage: fn(msg), onUnread: fn(n), onReset: fn(), onError: fn(err), onState: fn({role, ok}),
+//   onMessage: fn(msg), onUnread: fn(n, byType), onReset: fn(), onError: fn(err), onState: fn({role, ok}),
+//   onRevoke: fn(id),             // a publisher revoked message id: remove it if shown
 //   shared: true,                 // tabs of one browser and user share one long-poll
 //   storageKey: 'app',            // optional namespace for the storage keys
 //   historyLimit: 20,             // messages delivered at start (0: none)
@@ -17,6 +18,11 @@
 // c.publish(body, cb)  c.unread(cb)  c.setToken(t)  c.close()  c.isLeader()  c.cursor()
 // c.state(): {role, ok, wait}; wait = seconds the next poll asks for
 // Callbacks are cb(err, response); err = {status, error, message}.
+// byType is {type: n} of the unread messages (as of the latest answer carrying it).
+//
+// var p = Pollbox.publisher({url: '', token: 'jwt or API key', getToken: fn(cb)});
+// p.publish(body, cb)  p.sent(query, cb)  p.sentDetail(publishId, query, cb)
+// p.withdraw(publishId, cb): cancels a scheduled send, revokes a sent one
 //
 // Sharing: one tab leads through a lease in localStorage and polls; it relays
 // messages, unread counts, resets and its cursor to the other tabs
@@ -102,6 +108,29 @@
 
   function fail(status, code, msg) { return {status: status, error: code, message: msg}; }
 
+  // base + path + query; null and '' values are left out, Dates sent as RFC 3339.
+  function buildURL(base, path, q) {
+    var s = base + path, sep = '?', k, v;
+    for (k in q) {
+      if (Object.prototype.hasOwnProperty.call(q, k) && q[k] != null && q[k] !== '') {
+        v = q[k];
+        if (v instanceof Date) { v = v.toISOString(); }
+        s += sep + encodeURIComponent(k) + '=' + encodeURIComponent(v);
+        sep = '&';
+      }
+    }
+    return s;
+  }
+
+  // A by-type map as a string that is equal for equal maps.
+  function typeKey(m) {
+    var ks = [], k;
+    for (k in m) { if (Object.prototype.hasOwnProperty.call(m, k)) { ks.push(k); } }
+    ks.sort();
+    for (k = 0; k < ks.length; k++) { ks[k] = [ks[k], m[ks[k]]]; }
+    return JSON.stringify(ks);
+  }
+
   // One HTTP exchange. cb(err, data); err = {status, error, message, retryAfter?}.
   // status 0 means network error or timeout. Returns {abort: fn}.
   function request(method, url, token, body, ms, cb) {
@@ -162,22 +191,11 @@
     var key, CK, LK, BK;      // storage keys: base, session cursor, lease, bus
     var session, local, shared = false, chan = null, seq = 0;
     var closed = false, leader = false, acquiring = false, role = 'connecting', ok = null;
-    var cur = null, unread, seen = {}, seenQ = [], pending = null;
+    var cur = null, unread, types = {}, typesK = '[]', seen = {}, seenQ = [], pending = null;
     var pollReq = null, retryTimer = null, retryFn = null, tickTimer = null, attempt = 0, refreshed = false;
     var WK = 'pollbox:wait:' + hash(base), wstore = store('localStorage'), mem = null, cuts = [], cutRun = 0;
 
-    function url(path, q) {
-      var s = base + path, sep = '?', k, v;
-      for (k in q) {
-        if (Object.prototype.hasOwnProperty.call(q, k) && q[k] != null && q[k] !== '') {
-          v = q[k];
-          if (v instanceof Date) { v = v.toISOString(); }
-          s += sep + encodeURIComponent(k) + '=' + encodeURIComponent(v);
-          sep = '&';
-        }
-      }
-      return s;
-    }
+    function url(path, q) { return buildURL(base, path, q); }
     function withToken(fn) {
       if (token || typeof o.getToken !== 'function') { return fn(token); }
       o.getToken(function (t) { token = t || null; fn(token); });
@@ -203,8 +221,14 @@
         if (role !== 'connecting') { emitState(); }
       }
     }
-    function setUnread(n) {
-      if (typeof n === 'number' && n !== unread) { unread = n; call(o.onUnread, n); }
+    // n and byType from an answer; an answer without byType keeps the last one.
+    function setUnread(n, bt) {
+      var k = bt && typeof bt === 'object' ? typeKey(bt) : typesK;
+      if (typeof n === 'number' && (n !== unread || k !== typesK)) {
+        unread = n;
+        if (k !== typesK) { types = bt; typesK = k; }
+        call(o.onUnread, n, types);
+      }
     }
     function setCursor(c) {
       if (c) { cur = c; sset(session, CK, c); }
@@ -227,12 +251,20 @@
         if (isNew(list[i])) { call(o.onMessage, list[i]); }
       }
     }
+    // Revoked ids may name messages this tab never had (history it did not load).
+    function revoke(ids) {
+      for (var i = 0; isArray(ids) && i < ids.length; i++) {
+        delete seen['$' + ids[i]];
+        call(o.onRevoke, ids[i]);
+      }
+    }
     // A batch from the server (poll or history): deliver, remember, relay when leading.
-    function batch(list, c, n) {
+    function batch(list, c, n, bt, rv) {
       deliver(list);
-      setUnread(n);
+      revoke(rv);
+      setUnread(n, bt);
       setCursor(c);
-      if (leader && renew()) { relay({t: 'm', m: list || [], c: cur, u: n}); }
+      if (leader && renew()) { relay({t: 'm', m: list || [], c: cur, u: n, b: bt, v: rv}); }
     }
 
     // ---- errors and retries -------------------------------------------------
@@ -297,7 +329,7 @@
         for (i = 0; extra && i < extra.length; i++) {
           if (!ids['$' + extra[i].id]) { pre.push(extra[i]); }
         }
-        batch(pre.concat(list), d.cursor, d.unread);
+        batch(pre.concat(list), d.cursor, d.unread, d.unread_by_type);
         done();
       };
       if (limit > 0) { api('GET', '/v1/messages', {limit: limit}, undefined, after); }
@@ -361,9 +393,10 @@
             dropCursor();
             return loadHistory(poll, list);
           }
-          batch(list, d.cursor, d.unread);
+          batch(list, d.cursor, d.unread, d.unread_by_type, d.revoked);
           // A server or proxy that answers at once with nothing new must not spin us.
-          if (wait && !list.length && !d.more && d.unread === before && now() - t0 < 1000) {
+          if (wait && !list.length && !(d.revoked && d.revoked.length) && !d.more && d.unread === before &&
+              now() - t0 < 1000) {
             schedule(poll, 1000);
           } else {
             poll();
@@ -390,7 +423,8 @@
       if (pending) { pending.push(d); return; }
       if (d.t === 'm') {
         deliver(d.m);
-        if (!leader) { setUnread(d.u); setCursor(d.c); setOk(true); }
+        revoke(d.v);
+        if (!leader) { setUnread(d.u, d.b); setCursor(d.c); setOk(true); }
       } else if (d.t === 'r') {
         if (!leader) { forget(); call(o.onReset); }
       } else if (d.t === 'e') {
@@ -510,7 +544,9 @@
       }
       on(G, 'online', retryNow);
       if (cur) {
-        api('GET', '/v1/unread', null, undefined, function (e, d) { if (!e && d) { setUnread(d.unread); } });
+        api('GET', '/v1/unread', null, undefined, function (e, d) {
+          if (!e && d) { setUnread(d.unread, d.unread_by_type); }
+        });
         ready();
       } else {
         loadHistory(ready);
@@ -542,13 +578,13 @@
       },
       markRead: function (ids, cb) {
         api('POST', '/v1/read', null, {ids: isArray(ids) ? ids : [ids]}, function (e, d) {
-          if (!e && d) { setUnread(d.unread); }
+          if (!e && d) { setUnread(d.unread, d.unread_by_type); }
           call(cb, e, d);
         });
       },
       markAllRead: function (cb) {
         api('POST', '/v1/read', null, {all: true}, function (e, d) {
-          if (!e && d) { setUnread(d.unread); }
+          if (!e && d) { setUnread(d.unread, d.unread_by_type); }
           call(cb, e, d);
         });
       },
@@ -558,7 +594,7 @@
       publish: function (body, cb) { api('POST', '/v1/publish', null, body, cb); },
       unread: function (cb) {
         api('GET', '/v1/unread', null, undefined, function (e, d) {
-          if (!e && d) { setUnread(d.unread); }
+          if (!e && d) { setUnread(d.unread, d.unread_by_type); }
           call(cb, e, d);
         });
       },
@@ -570,5 +606,39 @@
     };
   }
 
-  return {version: VERSION, connect: connect};
+  // The publisher endpoints, for admin pages and scripts; nothing polls.
+  function publisher(o) {
+    o = o || {};
+    var base = String(o.url || '').replace(/\/+$/, ''), token = o.token || null;
+    // One request; a 401 asks getToken (when given) for a new token, and tries once more.
+    function api(method, path, q, body, cb, again) {
+      var go = function (t) {
+        request(method, buildURL(base, path, q), t, body, 30000, function (e, d) {
+          if (e && e.status === 401 && !again && typeof o.getToken === 'function') {
+            token = null;
+            return api(method, path, q, body, cb, true);
+          }
+          call(cb, e, d);
+        });
+      };
+      if (token || typeof o.getToken !== 'function') { return go(token); }
+      o.getToken(function (t) { token = t || null; go(token); });
+    }
+    function id(p) { return encodeURIComponent(p); }
+    return {
+      publish: function (body, cb) { api('POST', '/v1/publish', null, body, cb); },
+      sent: function (q, cb) {
+        if (typeof q === 'function') { cb = q; q = null; }
+        api('GET', '/v1/sent', q, undefined, cb);
+      },
+      sentDetail: function (pid, q, cb) {
+        if (typeof q === 'function') { cb = q; q = null; }
+        api('GET', '/v1/sent/' + id(pid), q, undefined, cb);
+      },
+      withdraw: function (pid, cb) { api('DELETE', '/v1/publish/' + id(pid), null, undefined, cb); },
+      setToken: function (t) { token = t || null; }
+    };
+  }
+
+  return {version: VERSION, connect: connect, publisher: publisher};
 }));
