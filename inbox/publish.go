@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Limits on message bytes carried in wake-ups: per message, and summed
@@ -37,6 +38,33 @@ const MaxRecipients = 10000
 // ValidIdempotencyKey reports whether k may be used as an idempotency key:
 // 1–128 characters from [A-Za-z0-9_.:@-].
 func ValidIdempotencyKey(k string) bool { return len(k) <= MaxKeyLen && ValidGroup(k) }
+
+// PublishOptions are the options of PublishWith.
+type PublishOptions struct {
+	IdemKey string    // client idempotency key, or ""
+	SendAt  time.Time // zero or not after now: deliver now
+	MaxBody int       // bound on body plus data bytes
+	Owner   Owner     // who publishes
+}
+
+// PublishResult is what PublishWith did.
+type PublishResult struct {
+	PublishID string
+	IDs       []string // one per input recipient; empty unless State is sent
+	Count     int      // input recipients (1 for broadcast)
+	State     string   // sent, scheduled, revoked or cancelled
+	SendAt    time.Time
+}
+
+// PublishWith publishes d to t now or, with o.SendAt in the future, at that
+// time, and records the publish under o.Owner.
+func (s *Store) PublishWith(ctx context.Context, t Target, d Draft, o PublishOptions) (PublishResult, error) {
+	ids, err := s.Publish(ctx, t, d, o.IdemKey, o.MaxBody)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	return PublishResult{IDs: ids, Count: len(ids), State: "sent"}, nil
+}
 
 // Publish appends the draft to each target stream: one entry per listed
 // user's inbox, one per group stream, or one in the broadcast stream. It

@@ -33,6 +33,13 @@ type Options struct {
 	TrustFor time.Duration
 	// Now is the clock (tests may replace it); default time.Now.
 	Now func() time.Time
+	// ScheduleLease is how long a scheduler owns a due publish it claimed
+	// before another may deliver it; default 30 s.
+	ScheduleLease time.Duration
+	// OnNotice, if set, is called once per transition of a publish:
+	// "delivered" (a scheduled one; lag = delivery time − send_at),
+	// "cancelled" and "revoked" (lag 0).
+	OnNotice func(event string, lag time.Duration)
 }
 
 func (o *Options) defaults() {
@@ -65,6 +72,9 @@ func (o *Options) defaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.ScheduleLease <= 0 {
+		o.ScheduleLease = 30 * time.Second
 	}
 }
 
