@@ -14,11 +14,13 @@ import (
 
 // pollResponse is the answer to a poll; writePoll encodes it by hand.
 type pollResponse struct {
-	Messages []wireMessage `json:"messages"`
-	Cursor   string        `json:"cursor"`
-	Unread   int           `json:"unread"`
-	More     bool          `json:"more"`
-	Reset    bool          `json:"reset"`
+	Messages     []wireMessage  `json:"messages"`
+	Cursor       string         `json:"cursor"`
+	Unread       int            `json:"unread"`
+	UnreadByType map[string]int `json:"unread_by_type"` // types with n > 0; {} when none
+	More         bool           `json:"more"`
+	Reset        bool           `json:"reset"`
+	Revoked      []string       `json:"revoked"` // [] when none
 }
 
 // sessionEnded is the cancel cause of a poll whose login session ended.

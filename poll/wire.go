@@ -3,6 +3,7 @@ package poll
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -52,11 +53,56 @@ func appendPollResponse(b []byte, res inbox.PollResult) []byte {
 	b = appendJSONString(b, res.Cursor)
 	b = append(b, `,"unread":`...)
 	b = strconv.AppendInt(b, int64(res.Unread), 10)
+	b = append(b, `,"unread_by_type":`...)
+	b = appendTypeCounts(b, res.UnreadByType)
 	b = append(b, `,"more":`...)
 	b = strconv.AppendBool(b, res.More)
 	b = append(b, `,"reset":`...)
 	b = strconv.AppendBool(b, res.Reset)
-	return append(b, "}\n"...)
+	b = append(b, `,"revoked":[`...)
+	for i, id := range res.Revoked {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, id)
+	}
+	return append(b, "]}\n"...)
+}
+
+// appendTypeCounts appends the types with a count above 0 as a JSON object
+// with sorted keys, as encoding/json writes typeCounts(m). The keys are
+// sorted in an array on the stack: a user has a handful of types in use.
+func appendTypeCounts(b []byte, m map[string]int) []byte {
+	var arr [8]string
+	keys := arr[:0]
+	for k, n := range m {
+		if n > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(m[k]), 10)
+	}
+	return append(b, '}')
+}
+
+// typeCounts is the map of unread counts by type as answers show it:
+// never null, and without types at 0.
+func typeCounts(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, n := range m {
+		if n > 0 {
+			out[k] = n
+		}
+	}
+	return out
 }
 
 // appendMessage appends one message as wireMessage encodes it.
