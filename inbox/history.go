@@ -18,14 +18,17 @@ const (
 	// filter that matches little cannot make a request scan without end;
 	// a page cut short by it still carries `next`.
 	historyScan = 2000
+	// MaxHistoryTypes caps the types one history query may name.
+	MaxHistoryTypes = 16
 )
 
 // HistoryQuery selects a page of history.
 type HistoryQuery struct {
-	Limit  int    // 0 = DefaultHistoryLimit
-	Before string // public id: return messages older than this one
-	Type   string // only this type
-	Unread bool   // only unread messages
+	Limit  int      // 0 = DefaultHistoryLimit
+	Before string   // public id: return messages older than this one
+	Type   string   // only this type (deprecated: use Types)
+	Types  []string // only these types (any of them); ≤ MaxHistoryTypes
+	Unread bool     // only unread messages
 	Since  time.Time
 	Until  time.Time
 }
@@ -35,7 +38,9 @@ type HistoryResult struct {
 	Messages []Message
 	Next     string // Before value for the next page; "" at the end
 	Unread   int
-	Cursor   string // the tail at the time of the read: poll from here to miss nothing
+	// UnreadByType splits Unread by message type (types with n > 0).
+	UnreadByType map[string]int
+	Cursor       string // the tail at the time of the read: poll from here to miss nothing
 }
 
 // bound is an end of a range in one stream.
@@ -82,6 +87,7 @@ type historyRun struct {
 	q       HistoryQuery
 	streams []stream
 	before  *msgRef
+	types   map[string]bool // nil: every type
 	tails   positions
 	st      *userState
 	scans   []*scan
@@ -112,6 +118,22 @@ func (s *Store) startHistory(r Reader, q HistoryQuery) (*historyRun, error) {
 		return nil, fmt.Errorf("%w: limit must be 1-%d", ErrInvalid, MaxHistoryLimit)
 	}
 	h := &historyRun{s: s, user: r.User, q: q, streams: streams}
+	types := q.Types
+	if q.Type != "" {
+		types = append(types[:len(types):len(types)], q.Type)
+	}
+	if len(types) > MaxHistoryTypes {
+		return nil, fmt.Errorf("%w: more than %d types", ErrInvalid, MaxHistoryTypes)
+	}
+	for _, t := range types {
+		if len(t) > MaxTypeLen {
+			return nil, fmt.Errorf("%w: type longer than %d bytes", ErrInvalid, MaxTypeLen)
+		}
+		if h.types == nil {
+			h.types = map[string]bool{}
+		}
+		h.types[t] = true
+	}
 	if q.Before != "" {
 		m, err := parseMsgRef(q.Before)
 		if err != nil {
@@ -223,7 +245,8 @@ func (h *historyRun) round(ctx context.Context, active []*scan, batch int) error
 				return err
 			}
 			sc.end = bound{id: m.entry, excl: true}
-			if m.expired(now) || st.hidden[m.ID] || (q.Type != "" && m.Type != q.Type) {
+			// A revoke's tombstone is no message (what it revokes is gone).
+			if m.tombstone() || m.expired(now) || st.hidden[m.ID] || (h.types != nil && !h.types[m.Type]) {
 				continue
 			}
 			m.Read = st.isRead(m)
@@ -279,10 +302,11 @@ func (h *historyRun) answer(ctx context.Context) (HistoryResult, error) {
 	} else if frontier != nil {
 		res.Next = frontier.ID
 	}
-	var err error
-	if res.Unread, err = h.s.unreadCount(ctx, h.streams, h.st, false); err != nil {
+	c, err := h.s.unreadCounts(ctx, h.streams, h.st, false)
+	if err != nil {
 		return HistoryResult{}, err
 	}
+	res.Unread, res.UnreadByType = c.Total, c.ByType
 	res.Cursor = encodeCursor(h.streams, h.tails)
 	return res, nil
 }

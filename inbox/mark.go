@@ -18,30 +18,37 @@ const MaxReadIDs = 1000
 var beforeMarkAll sync.Map
 
 // MarkRead marks messages read for the reader (on every device: the state
-// is per user) and returns the new unread count. With all set it marks
-// everything up to the tail of every stream read as the call reads them;
-// messages that arrive while it runs stay unread. Waiting polls of
-// the same user are woken so their unread badges follow.
+// is per user) and returns the new unread count (see MarkReadCounts).
 func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) (int, error) {
+	c, err := s.MarkReadCounts(ctx, r, ids, all)
+	return c.Total, err
+}
+
+// MarkReadCounts marks messages read for the reader (on every device: the
+// state is per user) and returns the new unread counts. With all set it
+// marks everything up to the tail of every stream read as the call reads
+// them; messages that arrive while it runs stay unread. Waiting polls of
+// the same user are woken so their unread badges follow.
+func (s *Store) MarkReadCounts(ctx context.Context, r Reader, ids []string, all bool) (Counts, error) {
 	streams, err := s.streamsOf(r)
 	if err != nil {
-		return 0, err
+		return Counts{}, err
 	}
 	if !all && len(ids) == 0 {
-		return 0, fmt.Errorf("%w: ids or all is required", ErrInvalid)
+		return Counts{}, fmt.Errorf("%w: ids or all is required", ErrInvalid)
 	}
 	if len(ids) > MaxReadIDs {
-		return 0, fmt.Errorf("%w: more than %d ids", ErrTooLarge, MaxReadIDs)
+		return Counts{}, fmt.Errorf("%w: more than %d ids", ErrTooLarge, MaxReadIDs)
 	}
 	var inboxIDs []any
-	var seen []redis.Z
+	var seen []any
 	for _, id := range ids {
 		m, err := parseMsgRef(id)
 		if err != nil {
-			return 0, err
+			return Counts{}, err
 		}
 		if _, err := findStream(streams, m); err != nil {
-			return 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+			return Counts{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
 		if m.kind == 'u' {
 			inboxIDs = append(inboxIDs, m.entry.String())
@@ -49,9 +56,9 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 			// An id from the future names no message; remembering it would
 			// let a client grow its read set without bound.
 			if int64(m.entry.ms) > ms(s.opt.Now().Add(time.Minute)) {
-				return 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+				return Counts{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 			}
-			seen = append(seen, redis.Z{Score: float64(m.entry.ms), Member: id})
+			seen = append(seen, m.entry.ms, id)
 		}
 	}
 	u := r.User
@@ -62,7 +69,7 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 		// written is newer than its tail, and nobody has seen it yet.
 		tails, err := s.tails(ctx, u, streams)
 		if err != nil {
-			return 0, err
+			return Counts{}, err
 		}
 		if f, ok := beforeMarkAll.Load(s); ok {
 			f.(func())()
@@ -75,33 +82,47 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 			}
 		}
 		if _, err := s.evalPipe(ctx, []scriptCall{{sc: markAllScript, args: args,
-			keys: []string{s.k.unread(u), s.k.expiring(u), s.k.read(u), s.k.seen(u)}}}); err != nil {
-			return 0, err
+			keys: []string{s.k.unread(u), s.k.expiring(u), s.k.read(u), s.k.seen(u),
+				s.k.utype(u), s.k.tunread(u), s.k.inbox(u)}}}); err != nil {
+			return Counts{}, err
 		}
 	}
 	if len(inboxIDs) > 0 || len(seen) > 0 {
-		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			if len(inboxIDs) > 0 {
-				p.ZRem(ctx, s.k.unread(u), inboxIDs...)
-				p.ZRem(ctx, s.k.expiring(u), inboxIDs...)
-			}
-			if len(seen) > 0 {
-				p.ZAdd(ctx, s.k.seen(u), seen...)
-				p.ZRemRangeByScore(ctx, s.k.seen(u), "-inf", "("+cutoff)
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, wrapRedis("mark read", err)
+		args := make([]any, 0, 2+len(inboxIDs)+len(seen))
+		args = append(args, cutoff, len(inboxIDs))
+		args = append(append(args, inboxIDs...), seen...)
+		if _, err := s.evalPipe(ctx, []scriptCall{{sc: markIDsScript, args: args,
+			keys: []string{s.k.inbox(u), s.k.unread(u), s.k.expiring(u), s.k.utype(u), s.k.tunread(u), s.k.seen(u)}}}); err != nil {
+			return Counts{}, err
 		}
 	}
 	s.wakeState(ctx, u)
 	st, err := s.loadState(ctx, u)
 	if err != nil {
-		return 0, err
+		return Counts{}, err
 	}
-	return s.unreadCount(ctx, streams, st, false)
+	return s.unreadCounts(ctx, streams, st, false)
 }
+
+// markIDsScript marks messages read one by one: inbox ids leave the
+// unread bookkeeping (see luaUnreadHelpers), shared ids join the seen set,
+// which also loses ids older than the retention.
+//
+// KEYS: inbox, unread, expiring, utype, tunread, seen; ARGV: retention
+// cutoff (ms), number n of inbox ids, the n inbox entry ids, then score
+// and public id of each shared message.
+var markIDsScript = register(redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
+local n = tonumber(ARGV[2])
+if n > 0 then
+  ensuretypes(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[1])
+  for i = 3, 2 + n do unreadrem(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[i]) end
+end
+if #ARGV > 2 + n then
+  for i = 3 + n, #ARGV - 1, 2 do redis.call('ZADD', KEYS[6], ARGV[i], ARGV[i + 1]) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[1])
+end
+return 0
+`))
 
 // markAllScript marks a user's messages read up to the tails MarkRead
 // read, in one step:
@@ -116,10 +137,12 @@ func (s *Store) MarkRead(ctx context.Context, r Reader, ids []string, all bool) 
 // The unread set is scored by entry millisecond, so the ids of the
 // tail's own millisecond are compared one by one.
 //
-// KEYS: unread, expiring, read, seen; ARGV: inbox tail, retention cutoff
-// (ms), then stream name and tail for each shared stream.
+// KEYS: unread, expiring, read, seen, utype, tunread, inbox; ARGV: inbox
+// tail, retention cutoff (ms), then stream name and tail for each shared
+// stream.
 var markAllScript = redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
-dropunread(KEYS[1], KEYS[2], ARGV[1], true)
+ensuretypes(KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[7])
+dropunread(KEYS[1], KEYS[2], KEYS[5], KEYS[6], ARGV[1], true)
 local marks = {}
 for i = 3, #ARGV - 1, 2 do
   local name, id = ARGV[i], ARGV[i + 1]
@@ -162,18 +185,13 @@ func (s *Store) Delete(ctx context.Context, r Reader, id string) error {
 	u := r.User
 	e := m.entry.String()
 	if st.kind == 'u' {
-		var del *redis.IntCmd
-		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			del = p.XDel(ctx, st.key, e)
-			p.ZRem(ctx, s.k.unread(u), e)
-			p.ZRem(ctx, s.k.expiring(u), e)
-			return nil
-		})
+		out, err := s.evalPipe(ctx, []scriptCall{{sc: deleteInboxScript, args: []any{e},
+			keys: []string{st.key, s.k.unread(u), s.k.expiring(u), s.k.utype(u), s.k.tunread(u)}}})
 		if err != nil {
-			return wrapRedis("delete", err)
+			return err
 		}
 		s.wakeState(ctx, u)
-		if del.Val() == 0 {
+		if del, _ := out[0].(int64); del == 0 {
 			return ErrNotFound
 		}
 		return nil
@@ -202,6 +220,18 @@ func (s *Store) Delete(ctx context.Context, r Reader, id string) error {
 	}
 	return nil
 }
+
+// deleteInboxScript deletes an inbox entry with its unread bookkeeping
+// (see luaUnreadHelpers).
+//
+// KEYS: inbox, unread, expiring, utype, tunread; ARGV: entry id.
+// Returns the number of entries deleted (0 or 1).
+var deleteInboxScript = register(redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
+ensuretypes(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[1])
+local n = redis.call('XDEL', KEYS[1], ARGV[1])
+unreadrem(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
+return n
+`))
 
 // wakeState tells every instance that a user's read state changed. It is
 // sent after the change has committed, from the user's own node (see

@@ -37,15 +37,29 @@ import "github.com/redis/go-redis/v9"
 // millisecond are compared one by one rather than by score. The expiring
 // set (scored by expiry) holds only unread ids, so it loses the same ones.
 //
-// KEYS: stream, idem, trim mark[, unread, expiring]  (the last two for user inboxes)
+// For an inbox the script also counts the new entry under its type in
+// the per-type hashes (see luaUnreadHelpers), rebuilding them first if an
+// older build left them out. The wake-up's unread field is then
+// "<n>,<m>": m is the new count of the entry's type, and no other type's
+// count changed, so an instance that knows the user's counts can keep
+// them. When trimming (or the rebuild) changed other counts too it is
+// just "<n>".
+//
+// KEYS: stream, idem, trim mark[, unread, expiring[, utype, tunread]]  (the
+// rest for user inboxes)
 // ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel,
 // the fields as the wake-up carries them (or "-"; see wakeFields), field, value, …
+// (the type is the value of the field "type").
 // Returns {entryID, created(0|1)}.
 var publishScript = redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
 if ARGV[1] == '1' then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {prev, 0} end
 end
+local utype, tunread = KEYS[6], KEYS[7]
+-- Whether the wake-up can say that only the entry's type count changed.
+local whole = utype ~= nil
+if utype and ensuretypes(KEYS[4], KEYS[5], utype, tunread, KEYS[1]) then whole = false end
 local tail0 = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev
 if #tail0 > 0 then prev = tail0[1][1] else prev = redis.call('GET', KEYS[3]) or '0-0' end
@@ -72,12 +86,23 @@ if #KEYS >= 5 then
   local ms = tonumber(string.match(id, '^(%d+)'))
   redis.call('ZADD', KEYS[4], ms, id)
   if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[5], ARGV[5], id) end
+  local t = ''
+  for j = 8, #ARGV - 1, 2 do
+    if ARGV[j] == 'type' then t = ARGV[j + 1]; break end
+  end
+  if utype then
+    redis.call('HSET', utype, id, t)
+    redis.call('HINCRBY', tunread, t, 1)
+  end
   if trimmed and first == nil then
     redis.call('DEL', KEYS[4], KEYS[5])
+    if utype then redis.call('DEL', utype, tunread) end
+    whole = false
   elseif trimmed then
-    dropunread(KEYS[4], KEYS[5], first, false)
+    if #dropunread(KEYS[4], KEYS[5], utype, tunread, first, false) > 0 then whole = false end
   end
   unread = redis.call('ZCARD', KEYS[4])
+  if whole then unread = unread .. ',' .. (redis.call('HGET', tunread, t) or '0') end
 end
 redis.pcall('PUBLISH', ARGV[6], table.concat({KEYS[1], id, prev, unread, ARGV[5], ARGV[7]}, '\n'))
 return {id, 1}
@@ -111,29 +136,84 @@ local function pred(s)
 end
 `
 
-// luaUnreadHelpers need luaIDHelpers. dropunread removes from a user's
-// unread set (scored by entry millisecond) and expiring set every id below
-// id, or at or below it when incl; ids of id's own millisecond are
-// compared one by one. When nothing expires, the older ones go by score
-// without being fetched.
+// luaUnreadHelpers need luaIDHelpers. They keep a user's unread
+// bookkeeping in step: the unread set (ids scored by entry millisecond),
+// the expiring set (unread ids with an expiry, scored by it), and two
+// hashes that make the per-type count O(1) to read: utype (unread id →
+// type, exactly the members of unread) and tunread (type → count, no
+// fields at 0). utype and tunread may be absent (nil) for callers that do
+// not pass them; the hashes are then rebuilt by the next ensuretypes.
+//
+//   - entrytype(fields) is an entry's type field ("" when it has none).
+//   - unreaddel(utype, tunread, ids) forgets ids that have just left the
+//     unread set (ids not in utype are skipped).
+//   - unreadrem(unread, expiring, utype, tunread, id) removes one id from
+//     the unread bookkeeping; returns 1 when it was unread.
+//   - ensuretypes(unread, expiring, utype, tunread, stream) rebuilds the
+//     hashes when they do not hold exactly the unread ids (data written by
+//     an older build), from the stream's entries; ids whose entry is gone
+//     leave unread and expiring. O(1) when nothing is to be done. Returns
+//     true when it rebuilt.
+//   - dropunread(unread, expiring, utype, tunread, id, incl) removes every
+//     id below id, or at or below it when incl (ids of id's own millisecond
+//     are compared one by one), and returns them.
 const luaUnreadHelpers = `
-local function dropunread(unread, expiring, id, incl)
-  local ms = string.match(id, '^(%d+)')
-  local gone = {}
-  if redis.call('EXISTS', expiring) == 1 then
-    gone = redis.call('ZRANGEBYSCORE', unread, '-inf', '(' .. ms)
-  else
-    redis.call('ZREMRANGEBYSCORE', unread, '-inf', '(' .. ms)
+local function entrytype(f)
+  for j = 1, #f - 1, 2 do
+    if f[j] == 'type' then return f[j + 1] end
   end
+  return ''
+end
+local function unreaddel(utype, tunread, ids)
+  if not utype then return end
+  for _, id in ipairs(ids) do
+    local t = redis.call('HGET', utype, id)
+    if t then
+      redis.call('HDEL', utype, id)
+      if redis.call('HINCRBY', tunread, t, -1) <= 0 then redis.call('HDEL', tunread, t) end
+    end
+  end
+end
+local function unreadrem(unread, expiring, utype, tunread, id)
+  redis.call('ZREM', expiring, id)
+  if redis.call('ZREM', unread, id) == 0 then return 0 end
+  unreaddel(utype, tunread, {id})
+  return 1
+end
+local function zremall(key, ids)
+  -- In chunks: Lua's unpack has a limit of a few thousand values.
+  for i = 1, #ids, 500 do
+    redis.call('ZREM', key, unpack(ids, i, math.min(i + 499, #ids)))
+  end
+end
+local function ensuretypes(unread, expiring, utype, tunread, stream)
+  if redis.call('HLEN', utype) == redis.call('ZCARD', unread) then return false end
+  redis.call('DEL', utype, tunread)
+  local gone = {}
+  for _, id in ipairs(redis.call('ZRANGE', unread, 0, -1)) do
+    local e = redis.call('XRANGE', stream, id, id)
+    if #e == 0 then
+      gone[#gone + 1] = id
+    else
+      local t = entrytype(e[1][2])
+      redis.call('HSET', utype, id, t)
+      redis.call('HINCRBY', tunread, t, 1)
+    end
+  end
+  zremall(unread, gone)
+  zremall(expiring, gone)
+  return true
+end
+local function dropunread(unread, expiring, utype, tunread, id, incl)
+  local ms = string.match(id, '^(%d+)')
+  local gone = redis.call('ZRANGEBYSCORE', unread, '-inf', '(' .. ms)
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', unread, ms, ms)) do
     if idless(m, id) or (incl and m == id) then gone[#gone + 1] = m end
   end
-  -- In chunks: Lua's unpack has a limit of a few thousand values.
-  for i = 1, #gone, 500 do
-    local j = math.min(i + 499, #gone)
-    redis.call('ZREM', unread, unpack(gone, i, j))
-    redis.call('ZREM', expiring, unpack(gone, i, j))
-  end
+  zremall(unread, gone)
+  zremall(expiring, gone)
+  unreaddel(utype, tunread, gone)
+  return gone
 end
 `
 
@@ -177,21 +257,24 @@ return {reset, r, flags, tail}
 // stateScript returns one user's read state: it first drops expired ids
 // from the unread set (so counts never include expired messages), then
 // returns the unread count, the read-up-to hash, the seen and hidden sets,
-// and the soonest expiry among unread inbox entries ("0" = none), after
-// which the count is stale.
+// the soonest expiry among unread inbox entries ("0" = none), after
+// which the count is stale, and the unread count per type (the tunread
+// hash, rebuilt first if an older build left it out; see luaUnreadHelpers).
 //
-// KEYS: unread, expiring, read, seen, hidden; ARGV: now(ms)
-var stateScript = redis.NewScript(`
--- In chunks: Lua's unpack has a limit of a few thousand values.
+// KEYS: unread, expiring, read, seen, hidden, utype, tunread, inbox; ARGV: now(ms)
+var stateScript = redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
+ensuretypes(KEYS[1], KEYS[2], KEYS[6], KEYS[7], KEYS[8])
 while true do
   local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 500)
   if #expired == 0 then break end
   redis.call('ZREM', KEYS[1], unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))
+  unreaddel(KEYS[6], KEYS[7], expired)
 end
 local soonest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2] or '0'
 return {redis.call('ZCARD', KEYS[1]), redis.call('HGETALL', KEYS[3]),
-        redis.call('ZRANGE', KEYS[4], 0, -1), redis.call('ZRANGE', KEYS[5], 0, -1), soonest}
+        redis.call('ZRANGE', KEYS[4], 0, -1), redis.call('ZRANGE', KEYS[5], 0, -1), soonest,
+        redis.call('HGETALL', KEYS[7])}
 `)
 
 // tailScript returns the newest entry ID of a stream: the position that
@@ -209,12 +292,14 @@ return '0-0'
 
 // sharedUnreadScript counts the entries of a shared stream after a
 // read-up-to position that are neither expired nor excluded (read one by
-// one or hidden by this user), looking at no more than `cap` entries.
-// Only ids and the expiry field leave the server.
+// one or hidden by this user) nor revoke tombstones, looking at no more
+// than `cap` entries. Only ids, the type and the expiry field leave the
+// server.
 //
 // KEYS: stream; ARGV: after, cap, now(ms), excluded entry ids…
 // Returns {count, earliest expiry among the counted entries (0 = none),
-// the stream's newest entry ID ("0-0" when empty)}.
+// the stream's newest entry ID ("0-0" when empty), {type, count, …} of the
+// counted entries}.
 var sharedUnreadScript = redis.NewScript(`
 local ex = {}
 for i = 4, #ARGV do ex[ARGV[i]] = true end
@@ -222,23 +307,33 @@ local r = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 local now = tonumber(ARGV[3])
 local n = 0
 local soonest = 0
+local types = {}
 for _, e in ipairs(r) do
   if not ex[e[1]] then
-    local exp = nil
+    local exp, t, tomb = nil, '', false
     local f = e[2]
-    for j = 1, #f, 2 do
-      if f[j] == 'expires' then exp = tonumber(f[j+1]) end
+    for j = 1, #f - 1, 2 do
+      local k = f[j]
+      if k == 'expires' then exp = tonumber(f[j+1])
+      elseif k == 'type' then t = f[j+1]
+      elseif k == 'revoke' then tomb = true end
     end
-    if exp == nil or exp > now then
+    if not tomb and (exp == nil or exp > now) then
       n = n + 1
+      types[t] = (types[t] or 0) + 1
       if exp ~= nil and (soonest == 0 or exp < soonest) then soonest = exp end
     end
   end
 end
+local flat = {}
+for t, c in pairs(types) do
+  flat[#flat + 1] = t
+  flat[#flat + 1] = c
+end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local newest = '0-0'
 if #last > 0 then newest = last[1][1] end
-return {n, soonest, newest}
+return {n, soonest, newest, flat}
 `)
 
 // wakeStateScript publishes a read-state wake-up. It is a script only so

@@ -13,13 +13,16 @@ import (
 
 // userState is one user's read state as of one read.
 type userState struct {
-	unreadInbox int                // live unread entries of the inbox
-	inboxUnread map[string]bool    // inbox entry id → unread (only for ids asked about)
-	readUpTo    map[string]entryID // shared stream name → read up to this entry
-	seen        map[string]bool    // shared public ids read one by one
-	hidden      map[string]bool    // shared public ids the user deleted
-	allInbox    bool               // inboxUnread lists every unread inbox id
-	until       time.Time          // unreadInbox is stale from then on (zero: never)
+	unreadInbox int // live unread entries of the inbox
+	// unreadByType splits unreadInbox by message type (types with n > 0).
+	// Shared by concurrent polls like the whole state: replace, never modify.
+	unreadByType map[string]int
+	inboxUnread  map[string]bool    // inbox entry id → unread (only for ids asked about)
+	readUpTo     map[string]entryID // shared stream name → read up to this entry
+	seen         map[string]bool    // shared public ids read one by one
+	hidden       map[string]bool    // shared public ids the user deleted
+	allInbox     bool               // inboxUnread lists every unread inbox id
+	until        time.Time          // unreadInbox is stale from then on (zero: never)
 	// newest holds, per shared stream key, the newest entry just read: a
 	// cached count must cover it (its invalidation may still be on its way).
 	newest map[string]entryID
@@ -29,17 +32,19 @@ type userState struct {
 // flags come with the reads themselves (see readScript), not from here.
 func (s *Store) loadState(ctx context.Context, user string) (*userState, error) {
 	out, err := s.evalPipe(ctx, []scriptCall{{sc: stateScript, args: []any{ms(s.opt.Now())},
-		keys: []string{s.k.unread(user), s.k.expiring(user), s.k.read(user), s.k.seen(user), s.k.hidden(user)}}})
+		keys: []string{s.k.unread(user), s.k.expiring(user), s.k.read(user), s.k.seen(user), s.k.hidden(user),
+			s.k.utype(user), s.k.tunread(user), s.k.inbox(user)}}})
 	if err != nil {
 		return nil, err
 	}
 	parts, _ := out[0].([]any)
-	if len(parts) != 5 {
+	if len(parts) != 6 {
 		return nil, fmt.Errorf("state: unexpected reply %T", out[0])
 	}
 	st := &userState{inboxUnread: map[string]bool{}, readUpTo: map[string]entryID{}, seen: map[string]bool{}, hidden: map[string]bool{}}
 	n, _ := parts[0].(int64)
 	st.unreadInbox = int(n)
+	st.unreadByType = parseTypeCounts(parts[5])
 	if soonest, _ := parts[4].(string); soonest != "" && soonest != "0" {
 		if f, err := strconv.ParseFloat(soonest, 64); err == nil {
 			st.until = time.UnixMilli(int64(f))
@@ -67,6 +72,27 @@ func (s *Store) loadState(ctx context.Context, user string) (*userState, error) 
 	return st, nil
 }
 
+// parseTypeCounts parses a flat {type, count, …} reply (a hash, or the
+// types of sharedUnreadScript), keeping counts above 0.
+func parseTypeCounts(r any) map[string]int {
+	flat, _ := r.([]any)
+	out := make(map[string]int, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		t, _ := flat[i].(string)
+		var n int64
+		switch v := flat[i+1].(type) {
+		case int64:
+			n = v
+		case string:
+			n, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if n > 0 {
+			out[t] += int(n)
+		}
+	}
+	return out
+}
+
 // freshState reads the user's read state from Redis and gives it to the
 // view.
 func (s *Store) freshState(ctx context.Context, user string) (*userState, error) {
@@ -90,16 +116,38 @@ func (st *userState) isRead(m *Message) bool {
 	return !w.less(m.entry) || st.seen[m.ID]
 }
 
-// unreadCount returns the reader's unread total: the inbox count kept by
-// the publish script, plus for each shared stream the live entries after
-// the user's read-up-to mark that were neither read one by one nor hidden
-// (at most UnreadScan examined per stream). A waiting poll (cached) takes
-// shared counts from the view when it may (see view), and shares the
-// counts it must compute with the other waiting polls that need the same
-// one at the same version: a broadcast wakes thousands of polls that all
-// need it at once. Everything else counts from Redis.
+// Counts is a reader's unread count, in total and per message type.
+type Counts struct {
+	Total  int
+	ByType map[string]int // types with n > 0; never nil
+}
+
+func (c *Counts) add(n int, byType map[string]int) {
+	c.Total += n
+	for t, m := range byType {
+		c.ByType[t] += m
+	}
+}
+
+// unreadCount is unreadCounts' total.
 func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState, cached bool) (int, error) {
-	total := st.unreadInbox
+	c, err := s.unreadCounts(ctx, streams, st, cached)
+	return c.Total, err
+}
+
+// unreadCounts returns the reader's unread counts: the inbox's kept by the
+// publish script (per type in the tunread hash: one read whatever the
+// inbox holds), plus for each shared stream the live entries after the
+// user's read-up-to mark that were neither read one by one nor hidden (at
+// most UnreadScan examined per stream, counted per type in the same scan).
+// A waiting poll (cached) takes shared counts from the view when it may
+// (see view), and shares the counts it must compute with the other waiting
+// polls that need the same one at the same version: a broadcast wakes
+// thousands of polls that all need it at once. Everything else counts from
+// Redis.
+func (s *Store) unreadCounts(ctx context.Context, streams []stream, st *userState, cached bool) (Counts, error) {
+	out := Counts{ByType: map[string]int{}}
+	out.add(st.unreadInbox, st.unreadByType)
 	now := s.opt.Now()
 	var direct []countCall
 	var shared []countCall
@@ -109,8 +157,8 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 		}
 		c := s.countCallFor(sh, st, now)
 		if cached {
-			if n, ok := s.view.count(c.key, now, c.seen); ok {
-				total += n
+			if f, ok := s.view.count(c.key, now, c.seen); ok {
+				out.add(f.n, f.byType)
 				continue
 			}
 			c.at = s.view.streamVersion(sh.key) // before the count begins
@@ -130,7 +178,7 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 		select {
 		case r = <-c.ch:
 		case <-ctx.Done():
-			return 0, context.Cause(ctx)
+			return Counts{}, context.Cause(ctx)
 		}
 		// The flight may have failed (a Redis error), counted before the
 		// entry this poll has just read, or counted an entry that has
@@ -144,18 +192,18 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 			direct = append(direct, c)
 			continue
 		}
-		total += got.n
+		out.add(got.n, got.byType)
 	}
 	if len(direct) > 0 {
 		facts, err := s.countShared(ctx, direct, now)
 		if err != nil {
-			return 0, err
+			return Counts{}, err
 		}
 		for _, f := range facts {
-			total += f.n
+			out.add(f.n, f.byType)
 		}
 	}
-	return total, nil
+	return out, nil
 }
 
 // countCall is one shared-stream count to compute.
@@ -214,32 +262,35 @@ func (s *Store) countShared(ctx context.Context, cs []countCall, now time.Time) 
 	}
 	out := make([]countFact, len(cs))
 	for i, c := range cs {
-		n, upTo, until, err := parseSharedCount(res[i])
+		f, err := parseSharedCount(res[i])
 		if err != nil {
 			return nil, err
 		}
-		out[i] = countFact{n: n, until: until, upTo: upTo, learnt: began}
+		f.learnt = began
+		out[i] = f
 		s.view.putCount(c.key, out[i], c.at)
 	}
 	return out, nil
 }
 
 // parseSharedCount parses a sharedUnreadScript reply.
-func parseSharedCount(r any) (n int, upTo entryID, until time.Time, err error) {
-	pair, _ := r.([]any)
-	if len(pair) != 3 {
-		return 0, entryID{}, time.Time{}, fmt.Errorf("unread: unexpected reply %T", r)
+func parseSharedCount(r any) (countFact, error) {
+	parts, _ := r.([]any)
+	if len(parts) != 4 {
+		return countFact{}, fmt.Errorf("unread: unexpected reply %T", r)
 	}
-	cnt, _ := pair[0].(int64)
-	soonest, _ := pair[1].(int64)
-	lastStr, _ := pair[2].(string)
-	if upTo, err = parseEntryID(lastStr); err != nil {
-		return 0, entryID{}, time.Time{}, fmt.Errorf("unread: %w", err)
+	cnt, _ := parts[0].(int64)
+	soonest, _ := parts[1].(int64)
+	lastStr, _ := parts[2].(string)
+	upTo, err := parseEntryID(lastStr)
+	if err != nil {
+		return countFact{}, fmt.Errorf("unread: %w", err)
 	}
+	f := countFact{n: int(cnt), upTo: upTo, byType: parseTypeCounts(parts[3])}
 	if soonest > 0 {
-		until = time.UnixMilli(soonest)
+		f.until = time.UnixMilli(soonest)
 	}
-	return int(cnt), upTo, until, nil
+	return f, nil
 }
 
 // tails returns the newest entry ID of each stream ("0-0" when empty):
@@ -267,21 +318,28 @@ func (s *Store) tails(ctx context.Context, user string, streams []stream) (posit
 
 // Unread returns the reader's unread count and a cursor at the current tail.
 func (s *Store) Unread(ctx context.Context, r Reader) (int, string, error) {
+	c, cur, err := s.UnreadCounts(ctx, r)
+	return c.Total, cur, err
+}
+
+// UnreadCounts returns the reader's unread counts, in total and per type,
+// and a cursor at the current tail.
+func (s *Store) UnreadCounts(ctx context.Context, r Reader) (Counts, string, error) {
 	streams, err := s.streamsOf(r)
 	if err != nil {
-		return 0, "", err
+		return Counts{}, "", err
 	}
 	pos, err := s.tails(ctx, r.User, streams)
 	if err != nil {
-		return 0, "", err
+		return Counts{}, "", err
 	}
 	st, err := s.loadState(ctx, r.User)
 	if err != nil {
-		return 0, "", err
+		return Counts{}, "", err
 	}
-	n, err := s.unreadCount(ctx, streams, st, false)
+	c, err := s.unreadCounts(ctx, streams, st, false)
 	if err != nil {
-		return 0, "", err
+		return Counts{}, "", err
 	}
-	return n, encodeCursor(streams, pos), nil
+	return c, encodeCursor(streams, pos), nil
 }

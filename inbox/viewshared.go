@@ -27,8 +27,9 @@ type countKey struct {
 
 type countFact struct {
 	n      int
-	until  time.Time // zero: no counted entry expires
-	upTo   entryID   // the stream's newest entry when counted
+	byType map[string]int // n per type (read-only once stored)
+	until  time.Time      // zero: no counted entry expires
+	upTo   entryID        // the stream's newest entry when counted
 	learnt time.Time
 }
 
@@ -84,29 +85,29 @@ func (v *view) putRead(key string, k readKey, reply any, size int, at version, l
 // count returns a cached unread count that is trusted, not stale by
 // expiry, and covers the stream up to at least seen (an entry the caller
 // has just read: its wake-up may not have arrived yet).
-func (v *view) count(k countKey, now time.Time, seen entryID) (int, bool) {
+func (v *view) count(k countKey, now time.Time, seen entryID) (countFact, bool) {
 	if !v.live() {
-		return 0, false
+		return countFact{}, false
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	s := v.streams[k.stream]
 	if s == nil {
-		return 0, false
+		return countFact{}, false
 	}
 	f, ok := s.counts[k]
 	if !ok {
-		return 0, false
+		return countFact{}, false
 	}
 	if !v.trusted(f.learnt) || (!f.until.IsZero() && !now.Before(f.until)) {
 		delete(s.counts, k)
 		v.facts--
-		return 0, false
+		return countFact{}, false
 	}
 	if f.upTo.less(seen) {
-		return 0, false
+		return countFact{}, false
 	}
-	return f.n, true
+	return f, true
 }
 
 // putCount stores a count computed at version at.
