@@ -187,3 +187,37 @@ func TestMinifyStaysES5(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminPage: /admin's page, like the demo page, loads the versioned
+// client.js and carries the dev tokens for loopback clients only; it is
+// built on client.js's publisher.
+func TestAdminPage(t *testing.T) {
+	t.Parallel()
+	const tok = "eyJhbGciOiJIUzI1NiJ9.e30.dev-admin"
+	h := handleAdmin(map[string]string{"user": "u", "admin": tok})
+	get := func(remote string) string {
+		r := httptest.NewRequest("GET", "/admin", nil)
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 || w.Header().Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Fatalf("GET /admin from %s: %d %q", remote, w.Code, w.Header().Get("Content-Type"))
+		}
+		return w.Body.String()
+	}
+	local, remote := get("127.0.0.1:5000"), get("192.0.2.7:5000")
+	if !strings.Contains(local, tok) || strings.Contains(local, devTokensMarker) {
+		t.Errorf("a loopback client's admin page lacks the dev admin token")
+	}
+	if strings.Contains(remote, tok) || !strings.Contains(remote, devTokensMarker) {
+		t.Errorf("a client beyond loopback got the dev tokens")
+	}
+	for _, page := range []string{local, remote} {
+		if !strings.Contains(page, `src="client.js?v=`+clientJS().version+`"`) {
+			t.Errorf("the admin page does not load client.js?v=%s", clientJS().version)
+		}
+		if !strings.Contains(page, "Pollbox.publisher(") || !strings.Contains(page, "<title>pollbox notices</title>") {
+			t.Errorf("the admin page is not the notice page built on Pollbox.publisher")
+		}
+	}
+}
