@@ -124,11 +124,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	timeouts := derivedTimeouts(cfg)
+	metrics := poll.NewMetrics()
 	store := inbox.New(rdb, inbox.Options{Prefix: cfg.KeyPrefix, MaxLen: int64(cfg.InboxMaxLen), Retention: cfg.Retention,
 		Pipelines: max(2, cfg.RedisPoolSize/2), CallTimeout: timeouts.Call,
-		MaxRecipients: cfg.MaxRecipients})
+		MaxRecipients: cfg.MaxRecipients, OnNotice: metrics.Notice})
 	defer store.Close()
-	metrics := poll.NewMetrics()
 	loadScripts := func() {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -150,6 +150,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = store.Hub().Run(hubCtx) }()
 	defer func() { stopHub(); <-hubDone }()
+	// The scheduler delivers due scheduled publishes. It stops when the
+	// drain starts, so that a stopping instance claims nothing new; a
+	// publish it claimed and did not finish is claimed again by another
+	// instance once its lease ends, and written once all the same.
+	schedCtx, stopScheduler := context.WithCancel(context.WithoutCancel(ctx))
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		if err := store.RunScheduler(schedCtx); err != nil && schedCtx.Err() == nil {
+			log.Error().Err(err).Msg("scheduler stopped")
+		}
+	}()
+	stopSchedulerAndWait := sync.OnceFunc(func() { stopScheduler(); <-schedDone })
+	defer stopSchedulerAndWait()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -162,7 +176,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxBody: cfg.MaxBody, MaxRecipients: cfg.MaxRecipients, PublishRate: cfg.PublishRate,
 		PublishBurst: cfg.PublishBurst, CORSOrigins: splitList(cfg.CORSOrigins), Stop: stopping,
 		DrainEnd:     func() time.Time { return time.Unix(0, drainEnd.Load()) },
-		StoreTimeout: timeouts.Store,
+		StoreTimeout: timeouts.Store, Retention: cfg.Retention,
 	}
 	if dev != nil && dev.tokens != nil {
 		hcfg.DevTokens = dev.tokens
@@ -226,6 +240,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info().Dur("drain", cfg.ShutdownDrain).Msg("shutting down: answering waiting polls, refusing requests until the drain ends")
 	drainEnd.Store(time.Now().Add(cfg.ShutdownDrain).UnixNano())
 	close(stopping)
+	go stopSchedulerAndWait()
 	drained := time.NewTimer(cfg.ShutdownDrain)
 	defer drained.Stop()
 	select {

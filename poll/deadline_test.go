@@ -39,20 +39,32 @@ func (hungStore) Poll(ctx context.Context, r inbox.Reader, o inbox.PollOptions) 
 	return inbox.PollResult{}, hang(ctx)
 }
 
-func (hungStore) Publish(ctx context.Context, t inbox.Target, d inbox.Draft, key string, maxBody int) ([]string, error) {
-	return nil, hang(ctx)
+func (hungStore) PublishWith(ctx context.Context, t inbox.Target, d inbox.Draft, o inbox.PublishOptions) (inbox.PublishResult, error) {
+	return inbox.PublishResult{}, hang(ctx)
+}
+
+func (hungStore) Withdraw(ctx context.Context, by inbox.Owner, admin bool, id string) (string, error) {
+	return "", hang(ctx)
+}
+
+func (hungStore) Sent(ctx context.Context, o inbox.Owner, q inbox.SentQuery) (inbox.SentResult, error) {
+	return inbox.SentResult{}, hang(ctx)
+}
+
+func (hungStore) SentDetail(ctx context.Context, by inbox.Owner, admin bool, id string, q inbox.SentDetailQuery) (inbox.SentDetailResult, error) {
+	return inbox.SentDetailResult{}, hang(ctx)
 }
 
 func (hungStore) History(ctx context.Context, r inbox.Reader, q inbox.HistoryQuery) (inbox.HistoryResult, error) {
 	return inbox.HistoryResult{}, hang(ctx)
 }
 
-func (hungStore) Unread(ctx context.Context, r inbox.Reader) (int, string, error) {
-	return 0, "", hang(ctx)
+func (hungStore) UnreadCounts(ctx context.Context, r inbox.Reader) (inbox.Counts, string, error) {
+	return inbox.Counts{}, "", hang(ctx)
 }
 
-func (hungStore) MarkRead(ctx context.Context, r inbox.Reader, ids []string, all bool) (int, error) {
-	return 0, hang(ctx)
+func (hungStore) MarkReadCounts(ctx context.Context, r inbox.Reader, ids []string, all bool) (inbox.Counts, error) {
+	return inbox.Counts{}, hang(ctx)
 }
 
 func (hungStore) Delete(ctx context.Context, r inbox.Reader, id string) error { return hang(ctx) }
@@ -93,6 +105,9 @@ func TestRequestsAnswerByTheirDeadline(t *testing.T) {
 			{request{method: "POST", path: "/v1/read", token: alice, body: `{"all":true}`}, 0},
 			{request{method: "DELETE", path: "/v1/messages/u.1-0", token: alice}, 0},
 			{request{method: "POST", path: "/v1/publish", token: apiKeySecret, body: `{"to":["bob"],"title":"x"}`}, 0},
+			{request{method: "DELETE", path: "/v1/publish/p.k.billing.1-0", token: apiKeySecret}, 0},
+			{request{method: "GET", path: "/v1/sent", token: apiKeySecret}, 0},
+			{request{method: "GET", path: "/v1/sent/p.k.billing.1-0", token: apiKeySecret}, 0},
 			{request{method: "GET", path: "/readyz"}, 0},
 		}
 		var wg sync.WaitGroup

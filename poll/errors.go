@@ -79,7 +79,7 @@ var storeErrors = []struct {
 	{inbox.ErrBadID, newErr(http.StatusBadRequest, "bad_request", "")},
 	{inbox.ErrBadName, newErr(http.StatusBadRequest, "bad_request", "")},
 	{inbox.ErrInvalid, newErr(http.StatusBadRequest, "bad_request", "")},
-	{inbox.ErrNotFound, newErr(http.StatusNotFound, "not_found", "no such message")},
+	{inbox.ErrNotFound, newErr(http.StatusNotFound, "not_found", "no such message or publish")},
 	{inbox.ErrUnavailable, errUnavailable},
 	{context.DeadlineExceeded, errUnavailable}, // the request's deadline for its store work passed
 }

@@ -2,6 +2,7 @@ package poll
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 
@@ -13,9 +14,11 @@ import (
 type fakeStore struct {
 	mu        sync.Mutex
 	block     bool
-	err       error // returned by History, Unread and Publish when set
+	err       error // returned by History, Unread and the publisher calls when set
 	published []inbox.Draft
 	targets   []inbox.Target
+	options   []inbox.PublishOptions
+	owners    map[string]inbox.Owner // publish id → owner
 	history   []inbox.HistoryQuery
 }
 
@@ -27,23 +30,79 @@ func (f *fakeStore) Poll(ctx context.Context, r inbox.Reader, o inbox.PollOption
 	return inbox.PollResult{Messages: []inbox.Message{}, Cursor: "AQ"}, nil
 }
 
-func (f *fakeStore) Publish(ctx context.Context, t inbox.Target, d inbox.Draft, key string, maxBody int) ([]string, error) {
+func (f *fakeStore) PublishWith(ctx context.Context, t inbox.Target, d inbox.Draft, o inbox.PublishOptions) (inbox.PublishResult, error) {
 	if f.err != nil {
-		return nil, f.err
+		return inbox.PublishResult{}, f.err
 	}
-	if err := d.Validate(maxBody); err != nil {
-		return nil, err
+	if err := d.Validate(o.MaxBody); err != nil {
+		return inbox.PublishResult{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.published = append(f.published, d)
 	f.targets = append(f.targets, t)
+	f.options = append(f.options, o)
 	n := max(len(t.Users), len(t.Groups), 1)
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = "u.1-" + strconv.Itoa(len(f.published)*1000+i)
+	res := inbox.PublishResult{PublishID: "p." + string(o.Owner.Kind) + "." + o.Owner.Name + "." + strconv.Itoa(len(f.published)) + "-0",
+		Count: n, State: "sent", IDs: make([]string, n)}
+	for i := range res.IDs {
+		res.IDs[i] = "u.1-" + strconv.Itoa(len(f.published)*1000+i)
 	}
-	return ids, nil
+	if !o.SendAt.IsZero() {
+		res.State, res.SendAt, res.IDs = "scheduled", o.SendAt, nil
+	}
+	if f.owners == nil {
+		f.owners = map[string]inbox.Owner{}
+	}
+	f.owners[res.PublishID] = o.Owner
+	return res, nil
+}
+
+// mine is what the inbox's ownership rule answers for id: nil when by may
+// manage it (its owner, or an admin), else ErrNotFound.
+func (f *fakeStore) mine(by inbox.Owner, admin bool, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if o, ok := f.owners[id]; ok && (o == by || admin) {
+		return nil
+	}
+	return fmt.Errorf("%w: publish %s", inbox.ErrNotFound, id)
+}
+
+func (f *fakeStore) Withdraw(ctx context.Context, by inbox.Owner, admin bool, id string) (string, error) {
+	if f.err != nil {
+		return "", f.err
+	}
+	if err := f.mine(by, admin, id); err != nil {
+		return "", err
+	}
+	return "revoked", nil
+}
+
+func (f *fakeStore) Sent(ctx context.Context, o inbox.Owner, q inbox.SentQuery) (inbox.SentResult, error) {
+	if f.err != nil {
+		return inbox.SentResult{}, f.err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res inbox.SentResult
+	for id, owner := range f.owners {
+		if owner == o {
+			res.Sends = append(res.Sends, inbox.SentRecord{PublishID: id, State: "sent", Target: "users", To: []string{"alice"}, Count: 1, Type: "notification"})
+		}
+	}
+	return res, nil
+}
+
+func (f *fakeStore) SentDetail(ctx context.Context, by inbox.Owner, admin bool, id string, q inbox.SentDetailQuery) (inbox.SentDetailResult, error) {
+	if f.err != nil {
+		return inbox.SentDetailResult{}, f.err
+	}
+	if err := f.mine(by, admin, id); err != nil {
+		return inbox.SentDetailResult{}, err
+	}
+	return inbox.SentDetailResult{Send: inbox.SentRecord{PublishID: id, State: "sent", Target: "users", To: []string{"alice"}, Count: 1, Type: "notification"},
+		Recipients: []inbox.RecipientStatus{{User: "alice", ID: "u.1-0", State: "unread"}}}, nil
 }
 
 func (f *fakeStore) drafts() []inbox.Draft {
@@ -62,15 +121,15 @@ func (f *fakeStore) History(ctx context.Context, r inbox.Reader, q inbox.History
 	return inbox.HistoryResult{Messages: []inbox.Message{}, Cursor: "AQ"}, nil
 }
 
-func (f *fakeStore) Unread(ctx context.Context, r inbox.Reader) (int, string, error) {
+func (f *fakeStore) UnreadCounts(ctx context.Context, r inbox.Reader) (inbox.Counts, string, error) {
 	if f.err != nil {
-		return 0, "", f.err
+		return inbox.Counts{}, "", f.err
 	}
-	return 0, "AQ", nil
+	return inbox.Counts{ByType: map[string]int{}}, "AQ", nil
 }
 
-func (f *fakeStore) MarkRead(ctx context.Context, r inbox.Reader, ids []string, all bool) (int, error) {
-	return 0, nil
+func (f *fakeStore) MarkReadCounts(ctx context.Context, r inbox.Reader, ids []string, all bool) (inbox.Counts, error) {
+	return inbox.Counts{ByType: map[string]int{}}, nil
 }
 
 func (f *fakeStore) Delete(ctx context.Context, r inbox.Reader, id string) error { return nil }

@@ -15,6 +15,7 @@ import (
 const (
 	fuzzMaxBody       = 512
 	fuzzMaxRecipients = 4
+	fuzzRetention     = 24 * time.Hour
 )
 
 // FuzzParsePublish: ParsePublish never panics; what it accepts is a
@@ -34,13 +35,19 @@ func FuzzParsePublish(f *testing.F) {
 		`{"to":["a"],"title":"t","data":{}}`,
 		`{"to":["a"],"title":"t","expires_in":315360001}`,
 		`{"to":[],"title":"t"}`,
+		`{"to":["a"],"title":"t","send_at":"2026-11-30T13:00:00Z"}`,
+		`{"to":["a"],"title":"t","send_at":1795000000000}`,
+		`{"to":["a"],"title":"t","send_at":"2026-12-30T13:00:00+08:00"}`,
+		`{"to":["a"],"title":"t","send_at":1.5e12}`,
+		`{"to":["a"],"title":"t","send_at":null}`,
 		`{"broadcast":true,"title":"t"}{}`,
 		`[]`, `null`, `{}`, ``, `{"to":`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		target, draft, key, err := ParsePublish(body, fuzzMaxBody, fuzzMaxRecipients)
+		now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+		req, err := ParsePublish(body, PublishLimits{MaxBody: fuzzMaxBody, MaxRecipients: fuzzMaxRecipients, Retention: fuzzRetention}, now)
 		if err != nil {
 			rec := httptest.NewRecorder()
 			writeError(rec, httptest.NewRequest("POST", "/v1/publish", nil), err)
@@ -53,7 +60,10 @@ func FuzzParsePublish(f *testing.F) {
 			}
 			return
 		}
-		checkAccepted(t, body, target, draft, key)
+		checkAccepted(t, body, req.Target, req.Draft, req.IdemKey)
+		if req.SendAt.After(now.Add(fuzzRetention)) {
+			t.Fatalf("accepted send_at %v, more than the retention after %v", req.SendAt, now)
+		}
 	})
 }
 

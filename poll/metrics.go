@@ -21,6 +21,9 @@ type Metrics struct {
 	redisErrors     prometheus.Counter
 	hubReconnects   prometheus.Counter
 	requests        *prometheus.CounterVec
+	scheduled       *prometheus.CounterVec
+	revoked         prometheus.Counter
+	scheduleLag     prometheus.Histogram
 }
 
 // NewMetrics registers pollbox's series (and the Go runtime's) in a fresh registry.
@@ -49,9 +52,19 @@ func NewMetrics() *Metrics {
 			Help: "Times the wake-up subscription was re-established."}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pollbox_http_requests_total",
 			Help: "HTTP requests by route and status."}, []string{"route", "status"}),
+		scheduled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pollbox_scheduled_total",
+			Help: "Scheduled publishes that ended, by outcome (delivered by this instance's scheduler, cancelled here)."}, []string{"outcome"}),
+		revoked: prometheus.NewCounter(prometheus.CounterOpts{Name: "pollbox_revoked_total",
+			Help: "Publishes revoked through this instance."}),
+		scheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pollbox_schedule_lag_seconds",
+			Help:    "How late after its send_at a scheduled publish was delivered by this instance.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60, 300}}),
+	}
+	for _, o := range []string{"delivered", "cancelled"} {
+		m.scheduled.WithLabelValues(o) // listed at 0 before the first
 	}
 	m.Registry.MustRegister(m.waiting, m.polls, m.cutWait, m.published, m.delivered, m.publishLatency,
-		m.deliveryLatency, m.redisErrors, m.hubReconnects, m.requests,
+		m.deliveryLatency, m.redisErrors, m.hubReconnects, m.requests, m.scheduled, m.revoked, m.scheduleLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -60,6 +73,22 @@ func NewMetrics() *Metrics {
 func (m *Metrics) HubEvent(event string) {
 	if event == "reconnected" {
 		m.hubReconnects.Inc()
+	}
+}
+
+// Notice records a transition of a publish as the inbox reports it (see
+// inbox.Options.OnNotice): "delivered" with how late after its send_at,
+// "cancelled", "revoked". Each transition is reported once, by the
+// instance that made it, so repeated DELETEs do not count twice.
+func (m *Metrics) Notice(event string, lag time.Duration) {
+	switch event {
+	case "delivered":
+		m.scheduled.WithLabelValues("delivered").Inc()
+		m.scheduleLag.Observe(max(lag, 0).Seconds())
+	case "cancelled":
+		m.scheduled.WithLabelValues("cancelled").Inc()
+	case "revoked":
+		m.revoked.Inc()
 	}
 }
 

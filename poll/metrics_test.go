@@ -2,11 +2,15 @@ package poll
 
 import (
 	"context"
+	"math"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"pollbox/internal/redistest"
 )
@@ -16,6 +20,7 @@ var metricNames = []string{
 	"pollbox_polls_waiting", "pollbox_polls_total", "pollbox_messages_published_total",
 	"pollbox_messages_delivered_total", "pollbox_publish_seconds", "pollbox_delivery_seconds",
 	"pollbox_redis_errors_total", "pollbox_hub_reconnects_total",
+	"pollbox_scheduled_total", "pollbox_revoked_total", "pollbox_schedule_lag_seconds",
 }
 
 // scrape reads /metrics into "name{labels}" → value, and checks that every
@@ -183,5 +188,39 @@ func TestMetricsRedisOutage(t *testing.T) {
 	}
 	if r := do(t, s.url, request{method: "GET", path: "/readyz"}); r.status != 200 {
 		t.Fatalf("/readyz after the restart: %d %s", r.status, r.body)
+	}
+}
+
+// TestMetricsNotices: the inbox's publish transitions (Notice, wired to
+// inbox.Options.OnNotice) move the scheduling and revoke series.
+func TestMetricsNotices(t *testing.T) {
+	t.Parallel()
+	m := NewMetrics()
+	h := New(Config{}, &fakeStore{}, mustAuthenticator(t, AuthConfig{HMACSecret: make([]byte, 32), Algorithms: []string{"HS256"}}), m, zerolog.Nop())
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	// One poll, so that every vector has a series, as on a running server.
+	tok := signHS(t, jwtHS256, make([]byte, 32), userClaims("alice"))
+	if r := do(t, srv.URL, request{method: "GET", path: "/v1/poll?timeout=0", token: tok}); r.status != 200 {
+		t.Fatalf("poll: %d %s", r.status, r.body)
+	}
+	before := scrape(t, srv.URL)
+	if _, ok := before[`pollbox_scheduled_total{outcome="delivered"}`]; !ok {
+		t.Errorf("pollbox_scheduled_total{outcome=\"delivered\"} is not listed before the first delivery")
+	}
+	m.Notice("delivered", 300*time.Millisecond)
+	m.Notice("delivered", 2*time.Second)
+	m.Notice("cancelled", 0)
+	m.Notice("revoked", 0)
+	m.Notice("revoked", 0)
+	names := []string{`pollbox_scheduled_total{outcome="delivered"}`, `pollbox_scheduled_total{outcome="cancelled"}`,
+		"pollbox_revoked_total", "pollbox_schedule_lag_seconds_count", `pollbox_schedule_lag_seconds_bucket{le="0.5"}`,
+		"pollbox_schedule_lag_seconds_sum"}
+	got := delta(before, scrape(t, srv.URL), names...)
+	want := map[string]float64{names[0]: 2, names[1]: 1, names[2]: 2, names[3]: 2, names[4]: 1, names[5]: 2.3}
+	for _, n := range names {
+		if math.Abs(got[n]-want[n]) > 1e-9 {
+			t.Errorf("%s moved by %v, want %v", n, got[n], want[n])
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,14 +113,22 @@ func TestHistoryParameters(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("history: %d %s", r.status, r.body)
 	}
-	want := inbox.HistoryQuery{Limit: 5, Before: "b.5-1", Type: "like", Unread: true,
+	want := inbox.HistoryQuery{Limit: 5, Before: "b.5-1", Types: []string{"like"}, Unread: true,
 		Since: time.UnixMilli(1732550000000), Until: time.Date(2026, 11, 25, 17, 40, 0, 123e6, time.UTC)}
 	got := store.history[0]
-	if got.Limit != want.Limit || got.Before != want.Before || got.Type != want.Type || got.Unread != want.Unread ||
-		!got.Since.Equal(want.Since) || !got.Until.Equal(want.Until) {
+	if got.Limit != want.Limit || got.Before != want.Before || !slices.Equal(got.Types, want.Types) || got.Type != "" ||
+		got.Unread != want.Unread || !got.Since.Equal(want.Since) || !got.Until.Equal(want.Until) {
 		t.Fatalf("query %+v, want %+v", got, want)
 	}
-	for _, bad := range []string{"since=-1", "until=1e15", "since=0001-01-01T00:00:00Z", "until=2026-11-25"} {
+	// type=a,b: messages of any of the types; the list is bounded.
+	if r := do(t, srv.URL, request{method: "GET", token: tok, path: "/v1/messages?type=like,reply%2Crecommend"}); r.status != 200 {
+		t.Fatalf("history of three types: %d %s", r.status, r.body)
+	}
+	if got := store.history[1].Types; !slices.Equal(got, []string{"like", "reply", "recommend"}) {
+		t.Fatalf("type=like,reply,recommend reached the store as %q", got)
+	}
+	for _, bad := range []string{"since=-1", "until=1e15", "since=0001-01-01T00:00:00Z", "until=2026-11-25",
+		"type=like,", "type=,like", "type=a,,b", "type=" + strings.Repeat("t,", 16) + "t", "type=a," + strings.Repeat("t", 65)} {
 		checkError(t, do(t, srv.URL, request{method: "GET", path: "/v1/messages?" + bad, token: tok}), 400, "bad_request")
 	}
 }

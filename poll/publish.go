@@ -10,7 +10,8 @@ import (
 	"pollbox/inbox"
 )
 
-type publishRequest struct {
+// publishBody is the JSON of a publish request.
+type publishBody struct {
 	To             []string        `json:"to"`
 	Groups         []string        `json:"groups"`
 	Broadcast      bool            `json:"broadcast"`
@@ -22,20 +23,37 @@ type publishRequest struct {
 	Data           json.RawMessage `json:"data"`
 	ExpiresIn      int64           `json:"expires_in"`
 	IdempotencyKey string          `json:"idempotency_key"`
+	SendAt         json.RawMessage `json:"send_at"` // RFC 3339 string or unix ms number
 }
 
 // maxExpiresIn bounds expires_in (seconds) to something a time.Duration holds.
 const maxExpiresIn = 10 * 365 * 24 * 3600
 
+// PublishLimits are the bounds ParsePublish checks.
+type PublishLimits struct {
+	MaxBody       int           // bytes of body plus data
+	MaxRecipients int           // users or groups
+	Retention     time.Duration // how far ahead send_at may lie
+}
+
+// PublishRequest is a decoded, valid publish request.
+type PublishRequest struct {
+	Target  inbox.Target
+	Draft   inbox.Draft // without its sender, which is the caller's
+	IdemKey string      // "" = none
+	SendAt  time.Time   // zero = now
+}
+
 // ParsePublish decodes and validates a publish request body. It returns
 // an error for anything the store would refuse, so an invalid request never
 // reaches Redis, and for any body decodeJSON refuses (keys not exactly the
 // documented ones or repeated, text that is not valid UTF-8), so that what
-// is stored is what the publisher meant and valid in every answer.
-func ParsePublish(body []byte, maxBody, maxRecipients int) (inbox.Target, inbox.Draft, string, error) {
-	var req publishRequest
+// is stored is what the publisher meant and valid in every answer. now is
+// the time send_at is measured from.
+func ParsePublish(body []byte, lim PublishLimits, now time.Time) (PublishRequest, error) {
+	var req publishBody
 	if err := decodeJSON(body, &req); err != nil {
-		return inbox.Target{}, inbox.Draft{}, "", err
+		return PublishRequest{}, err
 	}
 	n := 0
 	if req.To != nil {
@@ -48,43 +66,80 @@ func ParsePublish(body []byte, maxBody, maxRecipients int) (inbox.Target, inbox.
 		n++
 	}
 	if n != 1 {
-		return inbox.Target{}, inbox.Draft{}, "", badRequest(`exactly one of "to", "groups" or "broadcast": true is required`)
+		return PublishRequest{}, badRequest(`exactly one of "to", "groups" or "broadcast": true is required`)
 	}
 	t := inbox.Target{Users: req.To, Groups: req.Groups, Broadcast: req.Broadcast}
 	if req.To != nil && len(req.To) == 0 || req.Groups != nil && len(req.Groups) == 0 {
-		return t, inbox.Draft{}, "", badRequest("the recipient list is empty")
+		return PublishRequest{}, badRequest("the recipient list is empty")
 	}
-	if len(req.To) > maxRecipients || len(req.Groups) > maxRecipients {
-		return t, inbox.Draft{}, "", tooLarge("at most " + strconv.Itoa(maxRecipients) + " recipients")
+	if len(req.To) > lim.MaxRecipients || len(req.Groups) > lim.MaxRecipients {
+		return PublishRequest{}, tooLarge("at most " + strconv.Itoa(lim.MaxRecipients) + " recipients")
 	}
 	for _, u := range req.To {
 		if !inbox.ValidUser(u) {
-			return t, inbox.Draft{}, "", badRequest("invalid user id " + strconv.Quote(clip(u)) + ": use 1-128 of [A-Za-z0-9_.@-]")
+			return PublishRequest{}, badRequest("invalid user id " + strconv.Quote(clip(u)) + ": use 1-128 of [A-Za-z0-9_.@-]")
 		}
 	}
 	for _, g := range req.Groups {
 		if !inbox.ValidGroup(g) {
-			return t, inbox.Draft{}, "", badRequest("invalid group " + strconv.Quote(clip(g)) + ": use 1-128 of [A-Za-z0-9_.@:-]")
+			return PublishRequest{}, badRequest("invalid group " + strconv.Quote(clip(g)) + ": use 1-128 of [A-Za-z0-9_.@:-]")
 		}
 	}
-	if len(req.Body)+len(req.Data) > maxBody {
-		return t, inbox.Draft{}, "", tooLarge("body and data exceed " + strconv.Itoa(maxBody) + " bytes")
+	if len(req.Body)+len(req.Data) > lim.MaxBody {
+		return PublishRequest{}, tooLarge("body and data exceed " + strconv.Itoa(lim.MaxBody) + " bytes")
 	}
 	if req.ExpiresIn < 0 || req.ExpiresIn > maxExpiresIn {
-		return t, inbox.Draft{}, "", badRequest("expires_in must be 0 to " + strconv.Itoa(maxExpiresIn) + " seconds")
+		return PublishRequest{}, badRequest("expires_in must be 0 to " + strconv.Itoa(maxExpiresIn) + " seconds")
 	}
 	if string(req.Data) == "null" {
 		req.Data = nil
 	}
 	d := inbox.Draft{Type: req.Type, Title: req.Title, Body: req.Body, Link: req.Link, Level: req.Level,
 		Data: req.Data, ExpiresIn: time.Duration(req.ExpiresIn) * time.Second}
-	if err := d.Validate(maxBody); err != nil {
-		return t, d, "", err
+	if err := d.Validate(lim.MaxBody); err != nil {
+		return PublishRequest{}, err
 	}
 	if req.IdempotencyKey != "" && !inbox.ValidIdempotencyKey(req.IdempotencyKey) {
-		return t, d, "", badRequest("idempotency_key must be 1-128 of [A-Za-z0-9_.:@-]")
+		return PublishRequest{}, badRequest("idempotency_key must be 1-128 of [A-Za-z0-9_.:@-]")
 	}
-	return t, d, req.IdempotencyKey, nil
+	at, err := parseSendAt(req.SendAt, now, lim.Retention)
+	if err != nil {
+		return PublishRequest{}, err
+	}
+	return PublishRequest{Target: t, Draft: d, IdemKey: req.IdempotencyKey, SendAt: at}, nil
+}
+
+// parseSendAt reads send_at: absent or null is zero (send now), a JSON
+// string is RFC 3339, a JSON number whole unix milliseconds. A time in the
+// past sends now; one more than retention ahead is refused, as its
+// message would be trimmed by the time it is sent.
+func parseSendAt(raw json.RawMessage, now time.Time, retention time.Duration) (time.Time, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return time.Time{}, nil
+	}
+	bad := badRequest(`send_at must be an RFC 3339 time ("2026-12-01T09:00:00Z") or a whole number of unix milliseconds`)
+	var at time.Time
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, bad
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil || t.Year() < 1970 || t.Year() >= 10000 {
+			return time.Time{}, bad
+		}
+		at = t
+	} else {
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil || n < 0 || n >= 1e15 || raw[0] == '-' || raw[0] == '+' {
+			return time.Time{}, bad
+		}
+		at = time.UnixMilli(n)
+	}
+	if at.After(now.Add(retention)) {
+		return time.Time{}, badRequest("send_at lies more than the retention (" + retention.String() + ") ahead")
+	}
+	return at, nil
 }
 
 func clip(s string) string {
@@ -92,6 +147,15 @@ func clip(s string) string {
 		return s[:40] + "…"
 	}
 	return s
+}
+
+// publishAnswer is the answer to a publish.
+type publishAnswer struct {
+	PublishID string   `json:"publish_id"`
+	State     string   `json:"state"` // sent, scheduled, revoked or cancelled
+	Count     int      `json:"count"`
+	IDs       []string `json:"ids"`               // one per recipient once sent, else []
+	SendAt    *string  `json:"send_at,omitempty"` // scheduled sends only
 }
 
 // handlePublish serves POST /v1/publish.
@@ -106,23 +170,31 @@ func handlePublish(d *deps) http.Handler {
 		if err != nil {
 			return err
 		}
-		t, draft, key, err := ParsePublish(body, d.cfg.MaxBody, d.cfg.MaxRecipients)
+		req, err := ParsePublish(body, d.publishLimits(), start)
 		if err != nil {
 			return err
 		}
-		draft.Sender = p.Sender
+		req.Draft.Sender = p.Sender
 		// Detached from the client's connection: a client that hangs up
 		// mid-publish must not cut the pipeline half-way. The timeout still
 		// bounds it, and a retry with the idempotency key completes it.
 		ctx, cancel := withTimeout(context.WithoutCancel(r.Context()), d.cfg.StoreTimeout)
 		defer cancel()
-		ids, err := d.store.Publish(ctx, t, draft, key, d.cfg.MaxBody)
+		res, err := d.store.PublishWith(ctx, req.Target, req.Draft,
+			inbox.PublishOptions{IdemKey: req.IdemKey, SendAt: req.SendAt, MaxBody: d.cfg.MaxBody, Owner: ownerOf(p)})
 		if err != nil {
 			return err
 		}
-		d.metrics.published.Add(float64(len(ids)))
+		d.metrics.published.Add(float64(len(res.IDs)))
 		d.metrics.publishLatency.Observe(time.Since(start).Seconds())
-		writeJSON(w, http.StatusCreated, map[string]any{"count": len(ids), "ids": ids})
+		ans := publishAnswer{PublishID: res.PublishID, State: res.State, Count: res.Count, IDs: res.IDs}
+		if ans.IDs == nil {
+			ans.IDs = []string{}
+		}
+		if res.State == "scheduled" && !res.SendAt.IsZero() {
+			ans.SendAt = wireTime(res.SendAt)
+		}
+		writeJSON(w, http.StatusCreated, ans)
 		return nil
 	})
 }

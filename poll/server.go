@@ -12,6 +12,8 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"pollbox/inbox"
 )
 
 // Config holds the HTTP layer's settings.
@@ -29,7 +31,10 @@ type Config struct {
 	// StoreTimeout is how long a request may take beyond a poll's wait: it
 	// answers by then, with 503 if the store has not (see requestDeadline).
 	StoreTimeout time.Duration
-	DevTokens    map[string]string // shown on the demo page in zero-config mode
+	// Retention is how long messages are kept, and so how far ahead a
+	// publish may be scheduled.
+	Retention time.Duration
+	DevTokens map[string]string // shown on the demo page in zero-config mode
 	// Stop is closed when the server begins shutting down: waiting polls
 	// answer at once with their cursor and new requests get 503.
 	Stop <-chan struct{}
@@ -64,6 +69,14 @@ func (c *Config) defaults() {
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = 5 * time.Second
 	}
+	if c.Retention <= 0 {
+		c.Retention = inbox.DefaultRetention
+	}
+}
+
+// publishLimits are the bounds of a publish request.
+func (d *deps) publishLimits() PublishLimits {
+	return PublishLimits{MaxBody: d.cfg.MaxBody, MaxRecipients: d.cfg.MaxRecipients, Retention: d.cfg.Retention}
 }
 
 // deps is what every handler may use.
@@ -93,6 +106,9 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	handle("POST", "/v1/read", requireUser(d, handleRead(d)))
 	handle("DELETE", "/v1/messages/:id", requireUser(d, handleDelete(d)))
 	handle("POST", "/v1/publish", requirePublisher(d, handlePublish(d)))
+	handle("DELETE", "/v1/publish/:id", requirePublisher(d, handleWithdraw(d)))
+	handle("GET", "/v1/sent", requirePublisher(d, handleSent(d)))
+	handle("GET", "/v1/sent/:id", requirePublisher(d, handleSentDetail(d)))
 	handle("GET", "/healthz", handleHealth())
 	handle("GET", "/readyz", handleReady(d))
 	handle("GET", "/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
@@ -100,6 +116,7 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	handle("GET", "/favicon.ico", handleFavicon())
 	handle("GET", "/", handleDemo(cfg.DevTokens))
 	handle("GET", "/demo", handleDemo(cfg.DevTokens))
+	handle("GET", "/admin", handleAdmin(cfg.DevTokens))
 	handle("GET", "/openapi.json", handleOpenAPI())
 	r.NotFound = handlerFunc(func(http.ResponseWriter, *http.Request) error { return errNotFound })
 	r.MethodNotAllowed = handlerFunc(func(http.ResponseWriter, *http.Request) error { return errMethod })

@@ -10,10 +10,13 @@ import (
 // Store is what the HTTP layer needs from the inbox.
 type Store interface {
 	Poll(ctx context.Context, r inbox.Reader, o inbox.PollOptions) (inbox.PollResult, error)
-	Publish(ctx context.Context, t inbox.Target, d inbox.Draft, idemKey string, maxBody int) ([]string, error)
+	PublishWith(ctx context.Context, t inbox.Target, d inbox.Draft, o inbox.PublishOptions) (inbox.PublishResult, error)
+	Withdraw(ctx context.Context, by inbox.Owner, admin bool, publishID string) (string, error)
+	Sent(ctx context.Context, o inbox.Owner, q inbox.SentQuery) (inbox.SentResult, error)
+	SentDetail(ctx context.Context, by inbox.Owner, admin bool, publishID string, q inbox.SentDetailQuery) (inbox.SentDetailResult, error)
 	History(ctx context.Context, r inbox.Reader, q inbox.HistoryQuery) (inbox.HistoryResult, error)
-	Unread(ctx context.Context, r inbox.Reader) (int, string, error)
-	MarkRead(ctx context.Context, r inbox.Reader, ids []string, all bool) (int, error)
+	UnreadCounts(ctx context.Context, r inbox.Reader) (inbox.Counts, string, error)
+	MarkReadCounts(ctx context.Context, r inbox.Reader, ids []string, all bool) (inbox.Counts, error)
 	Delete(ctx context.Context, r inbox.Reader, id string) error
 	Ping(ctx context.Context) error
 }
@@ -57,6 +60,25 @@ func toWire(ms []inbox.Message) []wireMessage {
 
 // readerOf is the reading identity of a principal.
 func readerOf(p Principal) inbox.Reader { return inbox.Reader{User: p.User, Groups: p.Groups} }
+
+// ownerOf is the publishing identity of a principal: its user, or its API
+// key, kept apart so that a user and a key of the same name never share
+// publish records.
+func ownerOf(p Principal) inbox.Owner {
+	if p.User != "" {
+		return inbox.Owner{Kind: 'u', Name: p.User}
+	}
+	return inbox.Owner{Kind: 'k', Name: p.Sender}
+}
+
+// wireTime is t as answers write times, or nil for the zero time.
+func wireTime(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(timeFormat)
+	return &s
+}
 
 // answerMargin is what a request keeps of its time for writing its answer
 // after its store work was cut off.

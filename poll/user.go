@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -130,10 +131,11 @@ func watchSession(ctx context.Context, d *deps, token string, cancel context.Can
 }
 
 type historyResponse struct {
-	Messages []wireMessage `json:"messages"`
-	Next     *string       `json:"next"`
-	Unread   int           `json:"unread"`
-	Cursor   string        `json:"cursor"`
+	Messages     []wireMessage  `json:"messages"`
+	Next         *string        `json:"next"`
+	Unread       int            `json:"unread"`
+	UnreadByType map[string]int `json:"unread_by_type"`
+	Cursor       string         `json:"cursor"`
 }
 
 // handleHistory serves GET /v1/messages.
@@ -156,9 +158,18 @@ func handleHistory(d *deps) http.Handler {
 				return err
 			}
 		}
-		hq.Type = typ
-		if len(hq.Type) > inbox.MaxTypeLen {
-			return badRequest("type too long")
+		if typ != "" {
+			// A comma-separated list: messages of any of these types. (So a
+			// type that contains a comma cannot be filtered on.)
+			hq.Types = strings.Split(typ, ",")
+			if len(hq.Types) > inbox.MaxHistoryTypes {
+				return badRequest("type names more than " + strconv.Itoa(inbox.MaxHistoryTypes) + " types")
+			}
+			for _, t := range hq.Types {
+				if t == "" || len(t) > inbox.MaxTypeLen {
+					return badRequest("type must be a comma-separated list of types of 1-" + strconv.Itoa(inbox.MaxTypeLen) + " bytes")
+				}
+			}
 		}
 		switch unread {
 		case "", "false", "0":
@@ -179,7 +190,8 @@ func handleHistory(d *deps) http.Handler {
 		if err != nil {
 			return err
 		}
-		out := historyResponse{Messages: toWire(res.Messages), Unread: res.Unread, Cursor: res.Cursor}
+		out := historyResponse{Messages: toWire(res.Messages), Unread: res.Unread,
+			UnreadByType: typeCounts(res.UnreadByType), Cursor: res.Cursor}
 		if res.Next != "" {
 			out.Next = &res.Next
 		}
@@ -188,16 +200,23 @@ func handleHistory(d *deps) http.Handler {
 	})
 }
 
+// unreadAnswer is the answer to GET /v1/unread and, without the cursor, to POST /v1/read.
+type unreadAnswer struct {
+	Unread       int            `json:"unread"`
+	UnreadByType map[string]int `json:"unread_by_type"`
+	Cursor       string         `json:"cursor,omitempty"`
+}
+
 // handleUnread serves GET /v1/unread.
 func handleUnread(d *deps) http.Handler {
 	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		ctx, cancel := withTimeout(r.Context(), d.cfg.StoreTimeout)
 		defer cancel()
-		n, cur, err := d.store.Unread(ctx, readerOf(principal(r)))
+		c, cur, err := d.store.UnreadCounts(ctx, readerOf(principal(r)))
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"unread": n, "cursor": cur})
+		writeJSON(w, http.StatusOK, unreadAnswer{Unread: c.Total, UnreadByType: typeCounts(c.ByType), Cursor: cur})
 		return nil
 	})
 }
@@ -227,11 +246,11 @@ func handleRead(d *deps) http.Handler {
 		}
 		ctx, cancel := withTimeout(r.Context(), d.cfg.StoreTimeout)
 		defer cancel()
-		n, err := d.store.MarkRead(ctx, readerOf(principal(r)), req.IDs, req.All)
+		c, err := d.store.MarkReadCounts(ctx, readerOf(principal(r)), req.IDs, req.All)
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"unread": n})
+		writeJSON(w, http.StatusOK, unreadAnswer{Unread: c.Total, UnreadByType: typeCounts(c.ByType)})
 		return nil
 	})
 }
