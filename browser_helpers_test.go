@@ -42,7 +42,7 @@ type testBrowser struct {
 // stops it when the test ends. Without a Chromium binary the test is
 // skipped, except in CI (CI=true), where .ci/run should have installed one
 // and a missing browser fails the test.
-func newBrowser(t *testing.T) *testBrowser {
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *testBrowser {
 	t.Helper()
 	path := chromiumPath()
 	if path == "" {
@@ -71,6 +71,7 @@ func newBrowser(t *testing.T) *testBrowser {
 		chromedp.WindowSize(1280, 800),
 		chromedp.CombinedOutput(b.output),
 	)
+	opts = append(opts, extra...)
 	// Everything the browser does is bounded, so a hang fails the test
 	// instead of the whole binary.
 	root, cancelRoot := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -4,16 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // nginxBin is Debian's nginx binary, which .ci/run installs.
@@ -107,17 +104,25 @@ func startNginx(t *testing.T, bin string, upstreams [2]string) *nginxProc {
 
 func tryStartNginx(t *testing.T, bin string, upstreams [2]string) (*nginxProc, error) {
 	t.Helper()
-	dir := t.TempDir()
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	server, path := readmeNginx(t, upstreams, port)
+	return runNginx(t, bin, port, strings.TrimSuffix(path, "/"), server)
+}
+
+// runNginx runs nginx as the current user, not as a daemon, with the given
+// server block and its configuration, pid file, logs and temporary
+// directories in a temporary directory. pollbox is at path on port (""
+// for the root); runNginx waits until its /healthz answers through nginx
+// and stops nginx when the test ends.
+func runNginx(t *testing.T, bin string, port int, path, server string) (*nginxProc, error) {
+	t.Helper()
+	dir := t.TempDir()
 	user := ""
 	if os.Geteuid() == 0 {
-		// Workers would otherwise switch to "nobody", which cannot enter
-		// the test's directories.
-		user = "user root;"
+		user = "user root;" // workers would otherwise be nobody, who cannot enter dir
 	}
 	for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
@@ -144,46 +149,12 @@ http {
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-p", dir+"/", "-c", confPath, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off;")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its workers go with it
+	n := &nginxProc{dir: dir, base: "http://127.0.0.1:" + strconv.Itoa(port) + path}
 	out := newSyncBuffer()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting nginx: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	}
-	n := &nginxProc{dir: dir, base: "http://127.0.0.1:" + strconv.Itoa(port) + strings.TrimSuffix(path, "/")}
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			return nil, fmt.Errorf("nginx exited: %s\n%s", out, log)
-		default:
-		}
-		res, err := hc.Get(n.base + "/healthz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("no 200 from %s/healthz within 15 s (last: %v)", n.base, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	stop, err := startDaemonless(bin, []string{"-p", dir + "/", "-c", confPath, "-e", filepath.Join(dir, "error.log"),
+		"-g", "daemon off;"}, out, func() error { return get200(n.base + "/healthz") })
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s\n%s", err, out, n.tail("error.log", 3000))
 	}
 	t.Cleanup(func() {
 		stop()

@@ -42,11 +42,10 @@ const (
 func TestBrowserThroughSquid(t *testing.T) {
 	t.Parallel()
 	squid := requireSquid(t)
-	path := requireChromium(t)
 	env, secret := proxyEnv(t)
 	in := startInstance(t, env)
 	sq := startSquid(t, squid, squidOptions{ports: []int{portOf(t, in.base)}, readTimeout: proxyCut})
-	b := newBrowserWith(t, path,
+	b := newBrowser(t,
 		chromedp.ProxyServer("http://"+sq.addr),
 		// Chromium never proxies loopback unless told to.
 		chromedp.Flag("proxy-bypass-list", "<-loopback>"))
@@ -62,13 +61,12 @@ func TestBrowserThroughSquid(t *testing.T) {
 func TestBrowserThroughNginx(t *testing.T) {
 	t.Parallel()
 	nginx := requireNginx(t)
-	path := requireChromium(t)
 	env, secret := proxyEnv(t)
 	in := startInstance(t, env)
 	ngx := startReverseNginx(t, nginx, strings.TrimPrefix(in.base, "http://"), `
         proxy_buffering on;
         proxy_read_timeout 10s;`)
-	b := newBrowserWith(t, path)
+	b := newBrowser(t)
 	r := runProxiedClient(t, b, ngx.base, ngx.base, in.base, secret)
 	if !strings.Contains(ngx.tail("access.log", 1<<20), "/v1/poll?") {
 		t.Errorf("nginx's access log shows no poll: the browser did not go through it")

@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,8 +24,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // squidBin is Debian's squid binary, which .ci/run installs.
@@ -240,59 +237,6 @@ func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET)
 }
 
-// requireChromium returns the browser binary; without one the test is
-// skipped, except in CI, where it fails.
-func requireChromium(t *testing.T) string {
-	t.Helper()
-	path := chromiumPath()
-	if path == "" {
-		msg := "no chromium binary found (looked for " + strings.Join(chromiumNames, ", ") + "); install Debian's chromium package"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
-}
-
-// newBrowserWith is newBrowser with extra allocator options, such as a proxy.
-func newBrowserWith(t *testing.T, path string, extra ...chromedp.ExecAllocatorOption) *testBrowser {
-	t.Helper()
-	b := &testBrowser{output: newSyncBuffer()}
-	profile := t.TempDir()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(1280, 800),
-		chromedp.CombinedOutput(b.output),
-	)
-	opts = append(opts, extra...)
-	root, cancelRoot := context.WithTimeout(context.Background(), 4*time.Minute)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-		cancelRoot()
-		if t.Failed() {
-			t.Logf("chromium output:\n%s", b.log())
-		}
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v\n%s", path, err, b.log())
-	}
-	b.ctx = ctx
-	return b
-}
-
 // startReverseNginx runs nginx as the current user in front of one
 // upstream (host:port), with the given directives in its location, and
 // waits until /healthz answers through it. It stops nginx at the test's end.
@@ -313,7 +257,7 @@ func startReverseNginx(t *testing.T, bin, upstream, directives string) *nginxPro
             proxy_set_header Host $host;%s
         }
     }`, port, upstream, directives)
-		n, err := runNginx(t, bin, port, server)
+		n, err := runNginx(t, bin, port, "", server)
 		if err == nil {
 			return n
 		}
@@ -321,57 +265,6 @@ func startReverseNginx(t *testing.T, bin, upstream, directives string) *nginxPro
 	}
 	t.Fatalf("nginx did not start: %v", lastErr)
 	return nil
-}
-
-// runNginx is tryStartNginx with the server block given.
-func runNginx(t *testing.T, bin string, port int, server string) (*nginxProc, error) {
-	t.Helper()
-	dir := t.TempDir()
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;" // workers would otherwise be nobody, who cannot enter dir
-	}
-	for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conf := fmt.Sprintf(`%s
-worker_processes 1;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log info;
-events { worker_connections 1024; }
-http {
-    log_format test '$msec $request_time $status up=$upstream_addr upstatus=$upstream_status "$request"';
-    access_log %[2]s/access.log test;
-    client_body_temp_path %[2]s/body;
-    proxy_temp_path %[2]s/proxy;
-    fastcgi_temp_path %[2]s/fastcgi;
-    uwsgi_temp_path %[2]s/uwsgi;
-    scgi_temp_path %[2]s/scgi;
-%[3]s
-}
-`, user, dir, server)
-	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	n := &nginxProc{dir: dir, base: "http://127.0.0.1:" + strconv.Itoa(port)}
-	out := newSyncBuffer()
-	stop, err := startDaemonless(bin, []string{"-p", dir + "/", "-c", confPath, "-e", filepath.Join(dir, "error.log"),
-		"-g", "daemon off;"}, out, func() error { return get200(n.base + "/healthz") })
-	if err != nil {
-		return nil, fmt.Errorf("%v: %s\n%s", err, out, n.tail("error.log", 3000))
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("nginx conf:\n%s", conf)
-			t.Logf("nginx error log:\n%s", n.tail("error.log", 3000))
-			t.Logf("nginx access log:\n%s", n.tail("access.log", 6000))
-		}
-	})
-	return n, nil
 }
 
 // startDaemonless starts bin in a process group of its own (its workers
