@@ -56,29 +56,130 @@ type PublishResult struct {
 	SendAt    time.Time
 }
 
-// PublishWith publishes d to t now or, with o.SendAt in the future, at that
-// time, and records the publish under o.Owner.
+// Publish appends the draft to each target stream, as PublishWith does,
+// and returns the message ids, but keeps no publish record: the entries
+// cannot be withdrawn or listed by their sender (pollbox's HTTP API uses
+// PublishWith).
+func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, maxBody int) ([]string, error) {
+	r, err := s.PublishWith(ctx, t, d, PublishOptions{IdemKey: idemKey, MaxBody: maxBody})
+	return r.IDs, err
+}
+
+// PublishWith appends the draft to each target stream: one entry per
+// listed user's inbox, one per group stream, or one in the broadcast
+// stream, and records the publish under o.Owner (see pubrec.go). IDs are
+// the public message ids, one per target in the order given (duplicates
+// in the list get the same id). It returns only after Redis has accepted
+// every entry; on error some entries may exist, and a retry with the same
+// idempotency key completes the rest without copies.
+//
+// With o.SendAt in the future (at most Retention ahead) nothing is
+// written to the streams: the publish is recorded as scheduled and a
+// scheduler delivers it when due (see schedule.go). A zero o.Owner
+// publishes now without a record (see Publish).
 func (s *Store) PublishWith(ctx context.Context, t Target, d Draft, o PublishOptions) (PublishResult, error) {
-	ids, err := s.Publish(ctx, t, d, o.IdemKey, o.MaxBody)
+	if err := d.Validate(o.MaxBody); err != nil {
+		return PublishResult{}, err
+	}
+	if o.IdemKey != "" && !ValidIdempotencyKey(o.IdemKey) {
+		return PublishResult{}, fmt.Errorf("%w: idempotency_key must be 1-%d characters of [A-Za-z0-9_.:@-]", ErrInvalid, MaxKeyLen)
+	}
+	rt, err := s.resolveTargets(t)
 	if err != nil {
 		return PublishResult{}, err
 	}
-	return PublishResult{IDs: ids, Count: len(ids), State: "sent"}, nil
+	now := s.opt.Now()
+	if !o.SendAt.IsZero() && o.SendAt.After(now.Add(s.opt.Retention)) {
+		return PublishResult{}, fmt.Errorf("%w: send_at more than %v ahead", ErrInvalid, s.opt.Retention)
+	}
+	if !o.SendAt.IsZero() && o.SendAt.After(now) {
+		if !o.Owner.valid() {
+			return PublishResult{}, fmt.Errorf("%w: a scheduled publish needs an owner", ErrInvalid)
+		}
+		return s.schedule(ctx, t, d, o, rt, now)
+	}
+	res := PublishResult{Count: len(rt.order), State: "sent"}
+	if !o.Owner.valid() {
+		// No record: the streams alone, as before records existed.
+		idem := ""
+		if o.IdemKey != "" {
+			idem = d.Sender + ":" + o.IdemKey
+		}
+		es, err := s.writeStreams(ctx, d, rt, idem, "")
+		if err != nil {
+			return PublishResult{}, err
+		}
+		res.IDs = rt.publicIDs(es)
+		return res, nil
+	}
+	rec := s.newPubRecord(o.Owner, d, t, rt, now, time.Time{}, o.IdemKey)
+	rec, err = s.begin(ctx, rec, now, o.IdemKey, nil, nil)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	res.PublishID = rec.p.String()
+	if rec.f["send_at"] != "" {
+		// An idempotent retry of a scheduled publish: never written from here.
+		return s.scheduledAnswer(ctx, rec, rt, res)
+	}
+	switch st := rec.f["state"]; st {
+	case "sending", "sent":
+	case "":
+		return PublishResult{}, fmt.Errorf("%w: publish record %s is gone", ErrUnavailable, rec.p)
+	default: // revoking, revoked, cancelled
+		if st == "revoking" {
+			st = "revoked"
+		}
+		res.State, res.IDs = st, []string{}
+		return res, nil
+	}
+	es, err := s.writeStreams(ctx, d, rt, rec.streamIdem(), rec.p.String())
+	if err != nil {
+		return PublishResult{}, err
+	}
+	if s.testHook != nil && s.testHook("written", rec.p.String()) {
+		return PublishResult{}, fmt.Errorf("%w: stopped by a test", ErrUnavailable)
+	}
+	_, st, err := s.finishPublish(ctx, rec, rt, es)
+	if err != nil {
+		return PublishResult{}, err
+	}
+	if st == "revoked" {
+		res.State, res.IDs = st, []string{}
+		return res, nil
+	}
+	res.IDs = rt.publicIDs(es)
+	return res, nil
 }
 
-// Publish appends the draft to each target stream: one entry per listed
-// user's inbox, one per group stream, or one in the broadcast stream. It
-// returns the public message ids, one per target in the order given
-// (duplicates in the list get the same id). It returns only after Redis
-// has accepted every entry; on error some entries may exist, and a retry
-// with the same idempotency key completes the rest without copies.
-func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, maxBody int) ([]string, error) {
-	if err := d.Validate(maxBody); err != nil {
-		return nil, err
+// targets are a publish's distinct streams and, for each input
+// recipient, the index of its stream.
+type targets struct {
+	streams []stream
+	users   []string // user of each stream (kind 'u'), else ""
+	order   []int
+}
+
+// rcpt is stream i's field in the recipient hash: the user id, g.<group> or b.
+func (rt *targets) rcpt(i int) string {
+	if st := rt.streams[i]; st.kind != 'u' {
+		return st.name
 	}
-	if idemKey != "" && !ValidIdempotencyKey(idemKey) {
-		return nil, fmt.Errorf("%w: idempotency_key must be 1-%d characters of [A-Za-z0-9_.:@-]", ErrInvalid, MaxKeyLen)
+	return rt.users[i]
+}
+
+// publicIDs maps the streams' entry ids to the input recipients' message ids.
+func (rt *targets) publicIDs(es []entryID) []string {
+	out := make([]string, len(rt.order))
+	for j, i := range rt.order {
+		out[j] = rt.streams[i].publicID(es[i])
 	}
+	return out
+}
+
+// resolveTargets validates t and resolves it to distinct streams,
+// remembering each input's slot.
+func (s *Store) resolveTargets(t Target) (*targets, error) {
 	n := 0
 	if len(t.Users) > 0 {
 		n++
@@ -92,21 +193,17 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 	if n != 1 {
 		return nil, fmt.Errorf("%w: exactly one of to, groups, broadcast is required", ErrInvalid)
 	}
-
-	// Resolve targets to distinct streams, remembering each input's slot.
-	var streams []stream
-	var users []string // user of each stream (for kind 'u')
+	rt := &targets{}
 	index := map[string]int{}
-	order := []int{}
 	add := func(st stream, user string) {
 		i, ok := index[st.key]
 		if !ok {
-			i = len(streams)
+			i = len(rt.streams)
 			index[st.key] = i
-			streams = append(streams, st)
-			users = append(users, user)
+			rt.streams = append(rt.streams, st)
+			rt.users = append(rt.users, user)
 		}
-		order = append(order, i)
+		rt.order = append(rt.order, i)
 	}
 	switch {
 	case len(t.Users) > 0:
@@ -117,8 +214,7 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 			if !ValidUser(u) {
 				return nil, fmt.Errorf("%w: user id %q", ErrBadName, u)
 			}
-			st := s.k.userStream(u)
-			add(st, u)
+			add(s.k.userStream(u), u)
 		}
 	case len(t.Groups) > 0:
 		if len(t.Groups) > s.opt.MaxRecipients {
@@ -133,12 +229,22 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 	default:
 		add(s.k.broadcastStream(), "")
 	}
+	return rt, nil
+}
 
+// writeStreams appends d to every stream of rt, one publishScript each,
+// and returns the entry ids in stream order. idem is the per-stream
+// idempotency key ("<sender>:<key>") or "" for none; pid, when set, is
+// written into each entry so that an entry can be tied to its record.
+func (s *Store) writeStreams(ctx context.Context, d Draft, rt *targets, idem, pid string) ([]entryID, error) {
 	now := s.opt.Now()
 	fv, expiresAt := d.fields(now)
+	if pid != "" {
+		fv = append(fv, "pid", pid)
+	}
 	minID := strconv.FormatInt(ms(now.Add(-s.opt.Retention)), 10) + "-0"
 	useIdem := "0"
-	if idemKey != "" {
+	if idem != "" {
 		useIdem = "1"
 	}
 	// Fields ride along in the wake-ups (so instances answer without a
@@ -152,35 +258,36 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 		}
 	}
 	inline := "-"
-	if size <= maxInlineFields && size*len(streams) <= maxInlineFanout {
+	if size <= maxInlineFields && size*len(rt.streams) <= maxInlineFanout {
 		inline = wakeFields(fv)
 	}
 	base := []any{useIdem, int64(s.opt.IdempotentFor.Seconds()), s.opt.MaxLen, minID, expiresAt, s.k.wake(), inline}
 	args := append(base, fv...)
-	calls := make([]scriptCall, len(streams))
-	for i, st := range streams {
+	calls := make([]scriptCall, len(rt.streams))
+	for i, st := range rt.streams {
+		u := rt.users[i]
 		// Keys are per publisher: two publishers choosing the same key
 		// must not suppress each other's messages.
-		ik := s.k.idem(st, users[i], d.Sender+":"+idemKey)
-		if idemKey == "" {
-			ik = s.k.idem(st, users[i], "-") // never read or written; keeps the slot
+		ik := s.k.idem(st, u, idem)
+		if idem == "" {
+			ik = s.k.idem(st, u, "-") // never read or written; keeps the slot
 		}
-		ks := []string{st.key, ik, s.k.trim(st, users[i])}
+		ks := []string{st.key, ik, s.k.trim(st, u)}
 		if st.kind == 'u' {
-			ks = append(ks, s.k.unread(users[i]), s.k.expiring(users[i]))
+			ks = append(ks, s.k.unread(u), s.k.expiring(u), s.k.utype(u), s.k.tunread(u))
 		}
 		calls[i] = scriptCall{sc: publishScript, keys: ks, args: args}
 	}
 	res, err := s.evalPipe(ctx, calls)
 	// What this instance derived from the streams' content is stale from
 	// now on, not only once the wake-ups have come back through the hub.
-	for _, st := range streams {
+	for _, st := range rt.streams {
 		s.view.touch(st.key)
 	}
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(streams))
+	es := make([]entryID, len(rt.streams))
 	for i, r := range res {
 		pair, _ := r.([]any)
 		if len(pair) != 2 {
@@ -191,11 +298,7 @@ func (s *Store) Publish(ctx context.Context, t Target, d Draft, idemKey string, 
 		if err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
-		ids[i] = streams[i].publicID(e)
+		es[i] = e
 	}
-	out := make([]string, len(order))
-	for j, i := range order {
-		out[j] = ids[i]
-	}
-	return out, nil
+	return es, nil
 }

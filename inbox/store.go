@@ -91,6 +91,11 @@ type Store struct {
 	// scripts counts script calls sent to Redis: the tests use it to check
 	// that the paths meant to be answered from the instance's caches are.
 	scripts atomic.Int64
+	// testHook, when set by a test, is called at the steps of a publish
+	// ("written": entries written, not yet recorded) and of a scheduler's
+	// delivery ("claimed", "written") with the publish id; true stops
+	// there, as a crash would.
+	testHook func(step, pid string) bool
 }
 
 // New returns a Store over rdb (a single node, Sentinel or Cluster client).
