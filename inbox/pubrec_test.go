@@ -381,3 +381,32 @@ func TestWithdrawRacesPublish(t *testing.T) {
 		}
 	})
 }
+
+// TestSentExpired: once a message's expiry has passed, its recipients
+// count as expired, read or not; a deleted one stays deleted.
+func TestSentExpired(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		clock := &fakeClock{}
+		s := newStore(t, b.rdb, Options{Now: clock.Now})
+		ctx := testCtx(t)
+		users := []string{"u1", "u2", "u3", "u4"}
+		r := publishWith(t, s, Target{Users: users}, Draft{ExpiresIn: time.Minute}, PublishOptions{})
+		_, err := s.MarkRead(ctx, Reader{User: "u1"}, []string{r.IDs[0]}, false)
+		must(t, err, "MarkRead")
+		must(t, s.Delete(ctx, Reader{User: "u2"}, r.IDs[1]), "Delete")
+		counts := func() [4]int {
+			page, err := s.Sent(ctx, alice, SentQuery{})
+			must(t, err, "Sent")
+			sr := page.Sends[0]
+			return [4]int{*sr.Read, *sr.Unread, *sr.Deleted, *sr.Expired}
+		}
+		if got := counts(); got != [4]int{1, 2, 1, 0} {
+			t.Fatalf("before expiry read/unread/deleted/expired = %v", got)
+		}
+		clock.Advance(time.Minute)
+		unread(t, s, Reader{User: "u3"}) // drops u3's expired id from its unread set
+		if got := counts(); got != [4]int{0, 0, 1, 3} {
+			t.Fatalf("after expiry read/unread/deleted/expired = %v", got)
+		}
+	})
+}

@@ -43,7 +43,9 @@ type SentDetailQuery struct {
 }
 
 // RecipientStatus is one recipient of a direct publish: the user, their
-// message id and its status (read, unread, deleted or expired).
+// message id and its status: deleted (no longer in the inbox: deleted by
+// the user, or trimmed), expired (its expiry has passed, read or not),
+// unread, or read.
 type RecipientStatus struct{ User, ID, State string }
 
 // SentDetailResult is one publish and a page of its recipients
