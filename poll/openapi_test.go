@@ -94,12 +94,13 @@ func TestOpenAPIOperationsServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, _, _ := newHandler(t, Config{}, AuthConfig{}, &fakeStore{})
+	ids := strings.NewReplacer("{id}", "u.1-0", "{publish_id}", "p.u.x.1-0")
 	n := 0
 	for path, item := range v.Doc().Paths.Map() {
 		for method := range item.Operations() {
 			n++
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(method, strings.ReplaceAll(path, "{id}", "u.1-0"), nil))
+			h.ServeHTTP(rec, httptest.NewRequest(method, ids.Replace(path), nil))
 			var e struct{ Error string }
 			_ = json.Unmarshal(rec.Body.Bytes(), &e)
 			if e.Error == "not_found" && strings.Contains(rec.Body.String(), "no such endpoint") || e.Error == "method_not_allowed" {
@@ -154,6 +155,28 @@ func TestOpenAPIAnswers(t *testing.T) {
 	expect(request{method: "POST", path: "/v1/read", token: alice, body: `{"all":true}`}, 200)
 	expect(request{method: "DELETE", path: "/v1/messages/" + polled.Messages[0].ID, token: alice}, 204)
 
+	// Notice management: a scheduled send listed and cancelled, a sent one
+	// inspected and revoked, which a poll then reports.
+	later := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	sched := decode[publishAnswer](t, expect(request{method: "POST", path: "/v1/publish", token: admin,
+		body: `{"to":["alice"],"title":"later","send_at":"` + later + `"}`}, 201))
+	now := decode[publishAnswer](t, expect(request{method: "POST", path: "/v1/publish", token: admin,
+		body: `{"to":["alice","bob"],"type":"reply","title":"now"}`}, 201))
+	get("/v1/sent?limit=5", admin, 200)
+	expect(request{method: "HEAD", path: "/v1/sent", token: admin}, 200)
+	get("/v1/sent/"+now.PublishID+"?state=unread&limit=1", admin, 200)
+	get("/v1/sent/"+sched.PublishID, admin, 200)
+	get("/v1/unread", alice, 200)
+	tail := decode[struct{ Cursor string }](t, get("/v1/poll?timeout=0&cursor="+polled.Cursor, alice, 200)).Cursor
+	expect(request{method: "DELETE", path: "/v1/publish/" + sched.PublishID, token: admin}, 200)
+	expect(request{method: "DELETE", path: "/v1/publish/" + now.PublishID, token: apiKeySecret}, 404)
+	expect(request{method: "DELETE", path: "/v1/publish/" + now.PublishID, token: admin}, 200)
+	if rv := decode[struct{ Revoked []string }](t, get("/v1/poll?timeout=0&cursor="+tail, alice, 200)).Revoked; len(rv) != 1 || rv[0] != now.IDs[0] {
+		t.Errorf("poll after the revoke: revoked %v, want [%s]", rv, now.IDs[0])
+	}
+	get("/v1/sent/"+now.PublishID, admin, 200)
+	get("/v1/messages?type=reply,like", alice, 200)
+
 	// Errors, each with its status and code.
 	for _, c := range []struct {
 		rq     request
@@ -174,6 +197,13 @@ func TestOpenAPIAnswers(t *testing.T) {
 		{request{method: "POST", path: "/v1/publish", token: alice, body: `{"to":["bob"],"title":"x"}`}, 403},
 		{request{method: "POST", path: "/v1/publish", token: admin, body: `{"to":["a","b","c","d"],"title":"x"}`}, 413},
 		{request{method: "POST", path: "/v1/publish", token: admin, body: `{"title":"x"}`}, 400},
+		{request{method: "POST", path: "/v1/publish", token: admin, body: `{"to":["a"],"title":"x","send_at":"soon"}`}, 400},
+		{request{method: "DELETE", path: "/v1/publish/nonsense", token: admin}, 400},
+		{request{method: "DELETE", path: "/v1/publish/p.u.root.1-0", token: admin}, 404},
+		{request{method: "DELETE", path: "/v1/publish/p.u.root.1-0", token: alice}, 403},
+		{request{method: "GET", path: "/v1/sent", token: alice}, 403},
+		{request{method: "GET", path: "/v1/sent?before=x", token: admin}, 400},
+		{request{method: "GET", path: "/v1/sent/p.u.root.1-0", token: admin}, 404},
 		{request{method: "GET", path: "/v1/nothing-here"}, 404},
 		{request{method: "PUT", path: "/v1/poll"}, 405},
 		{request{method: "OPTIONS", path: "/v1/poll", header: map[string]string{"Origin": "https://admin.example", "Access-Control-Request-Method": "GET"}}, 204},
