@@ -178,7 +178,8 @@ func (p *pollRun) close() {
 }
 
 // read reads the streams due and tells whether the poll has something to
-// answer (messages, a reset, a read-state change, or no wait at all).
+// answer (messages, a reset, revokes, a read-state change, or no wait at
+// all).
 func (p *pollRun) read(ctx context.Context) (bool, error) {
 	for len(p.toRead) > 0 {
 		got, st, err := p.readAfter(ctx)
@@ -186,7 +187,8 @@ func (p *pollRun) read(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		p.st = st
-		if len(got) > 0 || p.res.Reset {
+		// A revoke ends the wait: clients may be showing the message.
+		if len(got) > 0 || p.res.Reset || len(p.res.Revoked) > 0 {
 			p.res.Messages = got
 			return true, nil
 		}
@@ -327,7 +329,7 @@ func (p *pollRun) answer(ctx context.Context) (PollResult, error) {
 	defer cancel()
 	out, err := p.s.finish(sctx, p.user, p.streams, p.pos, nil, p.cached, p.res)
 	if err != nil {
-		out = p.s.answer(p.streams, p.pos, 0, p.res)
+		out = p.s.answer(p.streams, p.pos, Counts{}, p.res)
 	}
 	return out, nil
 }
@@ -338,16 +340,20 @@ func (p *pollRun) answer(ctx context.Context) (PollResult, error) {
 //go:noinline
 func newPositions(n int) positions { return make(positions, n) }
 
-func (s *Store) answer(streams []stream, pos positions, unread int, res PollResult) PollResult {
+func (s *Store) answer(streams []stream, pos positions, unread Counts, res PollResult) PollResult {
 	res.Cursor = encodeCursor(streams, pos)
-	res.Unread = unread
+	res.Unread = unread.Total
+	res.UnreadByType = unread.ByType
+	if res.UnreadByType == nil {
+		res.UnreadByType = map[string]int{}
+	}
 	if res.Messages == nil {
 		res.Messages = []Message{}
 	}
 	return res
 }
 
-// finish answers with the unread count, reading the state first unless
+// finish answers with the unread counts, reading the state first unless
 // the caller has a current one.
 func (s *Store) finish(ctx context.Context, user string, streams []stream, pos positions, st *userState, cached bool, res PollResult) (PollResult, error) {
 	if st == nil {
@@ -356,9 +362,9 @@ func (s *Store) finish(ctx context.Context, user string, streams []stream, pos p
 			return PollResult{}, err
 		}
 	}
-	n, err := s.unreadCount(ctx, streams, st, cached)
+	c, err := s.unreadCounts(ctx, streams, st, cached)
 	if err != nil {
 		return PollResult{}, err
 	}
-	return s.answer(streams, pos, n, res), nil
+	return s.answer(streams, pos, c, res), nil
 }

@@ -124,7 +124,8 @@ func (p *pollRun) fetch(ctx context.Context) (out []any, found, inboxRead bool, 
 
 // consume decodes fetched reads, merges them oldest first, drops hidden
 // and expired entries and takes up to limit visible messages, advancing
-// pos past everything taken (see readAfter).
+// pos past everything taken (see readAfter). Tombstones it passes add the
+// messages they revoke to res.Revoked.
 func (p *pollRun) consume(out []any, st *userState) ([]Message, error) {
 	limit, pos, res := p.o.Limit, p.pos, &p.res
 	var all []*Message
@@ -173,6 +174,13 @@ func (p *pollRun) consume(out []any, st *userState) ([]Message, error) {
 	now := ms(p.s.opt.Now())
 	var got []Message
 	for _, m := range all {
+		if m.tombstone() {
+			// Never a message, and not counted toward the limit: it is
+			// consumed like a hidden entry and tells of the revoke.
+			pos[m.stream] = m.entry
+			p.revoked(stream{name: m.stream}.publicID(m.revokes))
+			continue
+		}
 		visible := !m.expired(now) && !st.hidden[m.ID]
 		if visible && len(got) == limit {
 			res.More = true
@@ -185,6 +193,16 @@ func (p *pollRun) consume(out []any, st *userState) ([]Message, error) {
 		}
 	}
 	return got, nil
+}
+
+// revoked adds a revoked message's public id to the answer, once.
+func (p *pollRun) revoked(id string) {
+	for _, r := range p.res.Revoked {
+		if r == id {
+			return
+		}
+	}
+	p.res.Revoked = append(p.res.Revoked, id)
 }
 
 // state returns the user's read state, from the view if allowed.

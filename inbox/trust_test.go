@@ -1,7 +1,11 @@
 package inbox
 
 import (
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -235,4 +239,154 @@ func TestViewTrustLapses(t *testing.T) {
 	if _, _, ok := v.read("s", rk); ok {
 		t.Error("a read begun before a wake-up was stored after it")
 	}
+}
+
+// TestRevokeViewRing checks that a revoke reaches the view's ring: a
+// waiting poll from a position before a revoked message is never served
+// it from memory, whether the revoke came from another instance (its
+// tombstone's wake-up clears the ring slot) or from this one (cleared at
+// once, before the wake-up comes back). When the tombstone's wake-up is
+// lost, the ring may serve the message only while it is trusted: never
+// later than TrustFor after it was learnt, and a poll waiting past it is
+// told of the revoke in that bound too.
+func TestRevokeViewRing(t *testing.T) {
+	t.Parallel()
+	const trust = 600 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		group bool // a group message, else an inbox message
+		// how the revoke reaches the reader: "other" instance, "own"
+		// (its wake-up held back), or "lost" (its wake-up dropped).
+		via string
+	}{
+		{"inbox/other", false, "other"},
+		{"group/other", true, "other"},
+		{"inbox/own", false, "own"},
+		{"group/own", true, "own"},
+		{"inbox/lost", false, "lost"},
+		{"group/lost", true, "lost"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			eachBackend(t, func(t *testing.T, b backend) {
+				ctx := testCtx(t)
+				var losing, holding atomic.Bool
+				gate := make(chan struct{})
+				hold := sync.OnceFunc(func() { close(gate) })
+				opt := Options{TrustFor: time.Hour}
+				if tc.via == "lost" {
+					opt.TrustFor = trust
+				}
+				reader := newStore(t, b.rdb, opt, func(s *Store) {
+					s.hub.drop = func(p string) bool { return losing.Load() && strings.Contains(p, "\n6:revoke") }
+					next := s.hub.onNotify
+					s.hub.onNotify = func(key, payload string) {
+						if holding.Load() {
+							<-gate // a wake-up slow to arrive
+						}
+						next(key, payload)
+					}
+				})
+				t.Cleanup(hold) // runs before the hub is stopped
+				writer := newStore(t, b.rdb, Options{Prefix: reader.opt.Prefix, TrustFor: opt.TrustFor})
+				r := Reader{User: "ring", Groups: []string{"g"}}
+				send := func(title string) string {
+					if tc.group {
+						return toGroup(t, writer, "g", title)
+					}
+					return toUser(t, writer, r.User, title)
+				}
+				key := reader.k.inbox(r.User)
+				if tc.group {
+					key = reader.k.group("g")
+				}
+
+				// Fill the reader's ring through wake-ups, leaving one slot
+				// for the tombstone; the revoked message sits in the middle.
+				c0 := tail(t, reader, r)
+				var ids []string
+				for i := range recentRing - 1 {
+					ids = append(ids, send(fmt.Sprintf("m%d", i)))
+				}
+				arrived(t, reader, key, ids[len(ids)-1])
+				learnt := time.Now() // the ring's entries were learnt before this
+				mid := len(ids) / 2
+				gone := ids[mid]
+				if n := ringHolds(reader, key); n != len(ids) {
+					t.Fatalf("the ring holds %d entries, want %d", n, len(ids))
+				}
+				res := await(t, goPoll(ctx, reader, r, PollOptions{Cursor: c0, Wait: 5 * time.Second}), 5*time.Second)
+				checkIDs(t, "poll from before the messages", msgIDs(res.Messages), ids)
+				end := res.Cursor
+				waiting := goPoll(ctx, reader, r, PollOptions{Cursor: end, Wait: 20 * time.Second})
+				waitFor(t, 5*time.Second, "a waiting poll", func() bool { return reader.Hub().Waiting() == 1 })
+
+				switch tc.via {
+				case "other":
+					revoke(t, writer, r.User, gone)
+					// Until its wake-up arrives, the revoke is news this
+					// instance has not had yet (as for any change).
+					last, _ := parseEntryID(entryOf(t, ids[len(ids)-1]))
+					waitFor(t, 5*time.Second, "the tombstone's wake-up", func() bool {
+						reader.view.mu.Lock()
+						defer reader.view.mu.Unlock()
+						return last.less(reader.view.streams[key].tail)
+					})
+				case "own":
+					holding.Store(true)
+					revoke(t, reader, r.User, gone)
+				case "lost":
+					losing.Store(true)
+					revoke(t, writer, r.User, gone)
+				}
+				revoked := time.Now()
+				want := slices.Delete(slices.Clone(ids), mid, mid+1)
+				for {
+					start := time.Now()
+					res := await(t, goPoll(ctx, reader, r, PollOptions{Cursor: c0, Wait: 5 * time.Second}), 5*time.Second)
+					if !slices.Contains(msgIDs(res.Messages), gone) {
+						checkIDs(t, "poll from before the revoked message", msgIDs(res.Messages), want)
+						if !slices.Equal(res.Revoked, []string{gone}) {
+							t.Fatalf("revoked %v, want [%s]", res.Revoked, gone)
+						}
+						break
+					}
+					if tc.via != "lost" {
+						t.Fatalf("a waiting poll from before the revoke was served the revoked message %s (%s)", gone, tc.via)
+					}
+					if d := start.Sub(learnt); d > trust {
+						t.Fatalf("the revoked message was served to a poll begun %v after it was learnt, past TrustFor %v", d, trust)
+					}
+				}
+				// The waiting poll hears of the revoke through its wake-up
+				// (held back until now for the own instance's), or once
+				// what it knows lapses.
+				hold()
+				o := <-waiting
+				must(t, o.err, "poll waiting past the message")
+				if !slices.Equal(o.res.Revoked, []string{gone}) {
+					t.Fatalf("poll waiting past the message: revoked %v", o.res.Revoked)
+				}
+				if d := time.Since(revoked); tc.via == "lost" && d > trust+time.Second {
+					t.Fatalf("poll waiting past the message heard of the lost revoke after %v", d)
+				}
+			})
+		})
+	}
+}
+
+// ringHolds returns how many entries with fields s's view holds in the
+// ring of stream key.
+func ringHolds(s *Store, key string) int {
+	s.view.mu.Lock()
+	defer s.view.mu.Unlock()
+	n := 0
+	if st := s.view.streams[key]; st != nil && st.ring != nil {
+		for _, e := range st.ring {
+			if e.set && e.raw != nil {
+				n++
+			}
+		}
+	}
+	return n
 }

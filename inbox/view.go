@@ -28,6 +28,15 @@ import (
 // limits its damage to a delay of TrustFor at most. While the subscription
 // is down nothing is trusted, and losing or regaining it empties the view.
 //
+// A revoke is such a change, not an exception to the rule: it deletes the
+// message and appends a tombstone entry to the same stream (see
+// revokeScript), whose wake-up is an ordinary entry wake-up. Applying it
+// drops what was derived from the stream's content, as for any entry, and
+// also the revoked entry's ring slot (and an inbox's user state), so no
+// fact the view still holds describes the message; the instance that
+// revokes does the same at once. Lost, it contradicts nothing either: the
+// revoked entry stays in the ring for TrustFor at most, like any fact.
+//
 // Every record has a generation, bumped by each change that touches it,
 // and the view an epoch, bumped whenever records are dropped wholesale. A
 // value read from Redis is stored only if its record's version did not
@@ -194,20 +203,36 @@ func (v *view) apply(w wake, inboxUser string) {
 	v.bytes += w.size - s.ring[s.next].size
 	s.ring[s.next] = recentEntry{id: w.id, prev: w.prev, raw: w.raw, size: w.size, learnt: now, set: true}
 	s.next = (s.next + 1) % recentRing
+	if !w.revokes.isZero() {
+		v.unring(s, w.revokes)
+	}
 	if inboxUser == "" {
 		return
 	}
 	u := v.user(inboxUser)
 	u.gen++
-	if u.st == nil || w.unread < 0 {
+	typ, typed := w.entryType()
+	if u.st == nil || w.unread < 0 || w.typeUnread < 0 || !typed || !w.revokes.isZero() {
+		// The wake-up does not say how the counts changed (a revoke also
+		// changes the revoked entry's type's count, and the soonest
+		// expiry): read the state again.
 		u.st = nil
 		return
 	}
-	// The wake-up carries the inbox's new unread count: the state stays
-	// known (with its original age). States are shared by concurrent
-	// polls: replace, never modify.
+	// The wake-up carries the inbox's new unread count and its type's:
+	// the state stays known (with its original age). States and their
+	// maps are shared by concurrent polls: replace, never modify.
 	st := *u.st
 	st.unreadInbox = w.unread
+	st.unreadByType = make(map[string]int, len(u.st.unreadByType)+1)
+	for t, n := range u.st.unreadByType {
+		st.unreadByType[t] = n
+	}
+	if w.typeUnread > 0 {
+		st.unreadByType[typ] = w.typeUnread
+	} else {
+		delete(st.unreadByType, typ)
+	}
 	u.st = &st
 	if w.expires > 0 && (u.until.IsZero() || w.expires < u.until.UnixMilli()) {
 		u.until = time.UnixMilli(w.expires)
@@ -233,6 +258,38 @@ func (v *view) touch(key string) {
 	defer v.mu.Unlock()
 	if s := v.streams[key]; s != nil {
 		v.change(s)
+	}
+}
+
+// revoked applies a revoke this instance made, before its wake-up has
+// come back: as touch, and the revoked entry leaves the ring, so no
+// waiting poll here is served it from memory; for an inbox (inboxUser
+// not "") the user's read state is forgotten too.
+func (v *view) revoked(key string, entry entryID, inboxUser string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if s := v.streams[key]; s != nil {
+		v.change(s)
+		v.unring(s, entry)
+	}
+	if e := v.users[inboxUser]; inboxUser != "" && e != nil {
+		e.gen++
+		e.st = nil
+	}
+}
+
+// unring clears the ring slot holding entry, if any: a chain of entries
+// from a position before it then breaks there, and the poll asks Redis.
+// Callers hold v.mu.
+func (v *view) unring(s *streamRec, entry entryID) {
+	if s.ring == nil {
+		return
+	}
+	for i := range s.ring {
+		if e := &s.ring[i]; e.set && e.id == entry {
+			v.bytes -= e.size
+			*e = recentEntry{}
+		}
 	}
 }
 

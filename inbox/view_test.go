@@ -20,10 +20,14 @@ func TestParseWake(t *testing.T) {
 		want    wake
 	}{
 		{"fields", "k\n5-1\n5-0\n3\n0\n5:title2:hi4:body0:", true,
-			wake{key: "k", id: entryID{5, 1}, prev: entryID{5, 0}, unread: 3, raw: []any{"5-1", []any{"title", "hi", "body", ""}}, size: 11}},
+			wake{key: "k", id: entryID{5, 1}, prev: entryID{5, 0}, unread: 3, typeUnread: -1, raw: []any{"5-1", []any{"title", "hi", "body", ""}}, size: 11}},
 		{"newline in a value", "k\n6-0\n0-0\n-1\n99\n4:body3:a\nb", true,
-			wake{key: "k", id: entryID{6, 0}, unread: -1, expires: 99, raw: []any{"6-0", []any{"body", "a\nb"}}, size: 7}},
-		{"fields left out", "k\n7-0\n6-0\n1\n0\n-", true, wake{key: "k", id: entryID{7, 0}, prev: entryID{6, 0}, unread: 1}},
+			wake{key: "k", id: entryID{6, 0}, unread: -1, typeUnread: -1, expires: 99, raw: []any{"6-0", []any{"body", "a\nb"}}, size: 7}},
+		{"fields left out", "k\n7-0\n6-0\n1\n0\n-", true, wake{key: "k", id: entryID{7, 0}, prev: entryID{6, 0}, unread: 1, typeUnread: -1}},
+		{"count of the type", "k\n7-0\n6-0\n4,2\n0\n-", true, wake{key: "k", id: entryID{7, 0}, prev: entryID{6, 0}, unread: 4, typeUnread: 2}},
+		{"bad count of the type", "k\n7-0\n6-0\n4,x\n0\n-", false, wake{}},
+		{"tombstone", "k\n8-0\n7-0\n-1\n0\n6:revoke3:5-13:pid0:", true,
+			wake{key: "k", id: entryID{8, 0}, prev: entryID{7, 0}, unread: -1, typeUnread: -1, revokes: entryID{5, 1}, raw: []any{"8-0", []any{"revoke", "5-1", "pid", ""}}, size: 12}},
 		{"key only", "k", false, wake{}},
 		{"bad id", "k\nx\n6-0\n1\n0\n-", false, wake{}},
 		{"length past the end", "k\n7-0\n6-0\n1\n0\n9:abc", false, wake{}},

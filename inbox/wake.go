@@ -84,3 +84,19 @@ func parseWake(p string) (w wake, ok bool) {
 	w.raw = []any{parts[1], kv}
 	return w, true
 }
+
+// entryType returns the entry's type field ("" when it has none), and
+// false when the wake-up left the fields out.
+func (w *wake) entryType() (string, bool) {
+	if w.raw == nil {
+		return "", false
+	}
+	kv, _ := w.raw[1].([]any)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] == "type" {
+			t, _ := kv[i+1].(string)
+			return t, true
+		}
+	}
+	return "", true
+}
