@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -148,4 +149,82 @@ func TestRevokeEndsWaitingPolls(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestCachedPollsMatchRedisRevokes checks that waiting polls answered from
+// the instance's caches answer exactly what a read from Redis answers
+// (messages, revoked ids, unread counts by type) from cursors before,
+// between and past messages revoked by another instance and by this one.
+func TestCachedPollsMatchRedisRevokes(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s := newStore(t, b.rdb, Options{})
+		other := newStore(t, b.rdb, Options{Prefix: s.opt.Prefix})
+		plain := plainStore(t, b, s.opt.Prefix)
+		r := Reader{User: "crv", Groups: []string{"ops"}}
+		keys := []string{s.k.inbox(r.User), s.k.broadcast(), s.k.group("ops")}
+
+		// caughtUp waits until s has had the wake-up of each stream's newest entry.
+		caughtUp := func() {
+			t.Helper()
+			for _, key := range keys {
+				xs, err := b.rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()
+				must(t, err, "XREVRANGE %s", key)
+				if len(xs) == 0 {
+					continue
+				}
+				e, err := parseEntryID(xs[0].ID)
+				must(t, err, "entry id")
+				waitFor(t, 5*time.Second, "the wake-up of "+key+" "+xs[0].ID, func() bool {
+					s.view.mu.Lock()
+					defer s.view.mu.Unlock()
+					st := s.view.streams[key]
+					return st != nil && st.tailKnown && !st.tail.less(e)
+				})
+			}
+		}
+		var cursors []string
+		check := func(what string) {
+			t.Helper()
+			caughtUp()
+			for i, c := range cursors {
+				got := await(t, goPoll(ctx, s, r, PollOptions{Cursor: c, Wait: 300 * time.Millisecond}), 5*time.Second)
+				want := poll(t, plain, r, PollOptions{Cursor: c})
+				if len(want.Messages) == 0 && len(want.Revoked) == 0 {
+					continue // the waiting poll timed out: its answer may be a wait late
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s, cursor %d: waiting poll answered\n%+v\nbut Redis says\n%+v", what, i, got, want)
+				}
+			}
+		}
+		d := func(typ, title string) Draft { return Draft{Type: typ, Title: title} }
+		cursors = append(cursors, tail(t, s, r))
+		var ids []string
+		for i, send := range []func() string{
+			func() string { return publish(t, other, Target{Users: []string{r.User}}, d("like", "u1"), "")[0] },
+			func() string { return publish(t, other, Target{Broadcast: true}, d("notification", "b1"), "")[0] },
+			func() string { return publish(t, other, Target{Users: []string{r.User}}, d("reply", "u2"), "")[0] },
+			func() string { return publish(t, other, Target{Groups: []string{"ops"}}, d("like", "g1"), "")[0] },
+			func() string { return publish(t, other, Target{Users: []string{r.User}}, d("like", "u3"), "")[0] },
+		} {
+			ids = append(ids, send())
+			// A cursor past each message, from a poll that reads Redis.
+			res := poll(t, plain, r, PollOptions{Cursor: cursors[i]})
+			cursors = append(cursors, res.Cursor)
+		}
+		check("before any revoke")
+		revoke(t, other, r.User, ids[2], ids[1])
+		check("after revokes on another instance")
+		revoke(t, s, r.User, ids[3], ids[0])
+		check("after revokes on this instance")
+		if got := revoke(t, other, r.User, ids[:4]...); slices.Contains(got, true) {
+			t.Fatalf("revoking again wrote tombstones: %v", got)
+		}
+		check("after revoking again")
+		if n := unread(t, plain, r); n != 1 {
+			t.Fatalf("unread %d after revoking all but one message, want 1", n)
+		}
+	})
 }
