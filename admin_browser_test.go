@@ -203,7 +203,10 @@ func testBrowserAdmin(t *testing.T, name, redisKey, redisVal string) {
 	saveShot(t, ut, "admin-"+name+"-user-after-revoke.png")
 	at.do(t, 10*time.Second, "opening the details of the first notice",
 		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#sends tr[data-pid=%q] button.details`, direct.pid))))
+	mustWaitFor[int](t, at, 10*time.Second, "the recipients again", jsLoads, "detail-list", 1)
 	saveShot(t, at, "admin-"+name+".png")
+	evalJS[any](t, at, `document.getElementById('detail').scrollIntoView(false), null`)
+	saveShot(t, at, "admin-"+name+"-details.png")
 }
 
 // allTabs waits for fn(want) in each tab in turn.
