@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -81,6 +82,12 @@ func TestRevokeEndsWaitingPolls(t *testing.T) {
 				changedA()
 				changedO()
 				unread0 := unread(t, a, r)
+				counts0, _, err := a.UnreadCounts(ctx, r)
+				must(t, err, "UnreadCounts")
+				byType1 := maps.Clone(counts0.ByType) // after the revoke
+				if byType1["notification"]--; byType1["notification"] == 0 {
+					delete(byType1, "notification")
+				}
 				xlen0 := xlen(t, b.rdb, tc.key(a))
 
 				// Polls waiting on both instances.
@@ -104,8 +111,8 @@ func TestRevokeEndsWaitingPolls(t *testing.T) {
 						if len(o.res.Messages) != 0 || !slices.Equal(o.res.Revoked, []string{id}) {
 							t.Fatalf("waiting poll %d: messages %v, revoked %v; want none, [%s]", i, msgIDs(o.res.Messages), o.res.Revoked, id)
 						}
-						if o.res.Unread != unread0-1 {
-							t.Errorf("waiting poll %d: unread %d, want %d", i, o.res.Unread, unread0-1)
+						if o.res.Unread != unread0-1 || !maps.Equal(o.res.UnreadByType, byType1) {
+							t.Errorf("waiting poll %d: unread %d %v, want %d %v", i, o.res.Unread, o.res.UnreadByType, unread0-1, byType1)
 						}
 					case <-time.After(time.Second - time.Since(start)):
 						t.Fatalf("waiting poll %d did not answer within 1 s of the revoke", i)
@@ -122,8 +129,10 @@ func TestRevokeEndsWaitingPolls(t *testing.T) {
 				if h := allHistory(t, other, r, HistoryQuery{}); len(h) != 0 {
 					t.Fatalf("history after the revoke: %v, want nothing", h)
 				}
-				if n := unread(t, other, r); n != unread0-1 {
-					t.Fatalf("unread %d after the revoke, want %d", n, unread0-1)
+				counts1, _, err := other.UnreadCounts(ctx, r)
+				must(t, err, "UnreadCounts")
+				if counts1.Total != unread0-1 || !maps.Equal(counts1.ByType, byType1) {
+					t.Fatalf("unread %d %v after the revoke, want %d %v", counts1.Total, counts1.ByType, unread0-1, byType1)
 				}
 
 				// Again, from either instance: nothing more is written.
