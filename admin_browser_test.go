@@ -221,10 +221,14 @@ func allTabs(t *testing.T, tabs []*pageTab, timeout time.Duration, what, fn, wan
 type composed struct{ result, pid string }
 
 // composeNotice fills in the admin page's compose form (field id → value;
-// "to" selects users) and sends it.
+// "target" is users, groups or broadcast, users when absent) and sends it.
 func composeNotice(t *testing.T, tb *pageTab, fields map[string]string) composed {
 	t.Helper()
-	tb.do(t, 10*time.Second, "choosing users", chromedp.Click(chromedp.CSS(`input[name=target][value=users]`)))
+	target := fields["target"]
+	if target == "" {
+		target = "users"
+	}
+	tb.do(t, 10*time.Second, "choosing "+target, chromedp.Click(chromedp.CSS(`input[name=target][value=`+target+`]`)))
 	if fields["level"] == "" {
 		fields["level"] = "info"
 	}
@@ -351,9 +355,22 @@ func TestBrowserAdminDevToken(t *testing.T) {
 		t.Fatalf("composing to the dev user: %q", c.result)
 	}
 	mustWaitFor[string](t, at, 10*time.Second, "the notice listed as sent", jsRow, c.pid, "sent|0 / 1")
+	// To the dev user's group and to everyone: sent, with no read counts.
+	for _, f := range []map[string]string{
+		{"target": "groups", "to": "user", "title": "hello, group user"},
+		{"target": "broadcast", "title": "hello, everyone"},
+	} {
+		c := composeNotice(t, at, f)
+		if !strings.HasPrefix(c.result, "Sent to ") {
+			t.Fatalf("composing to %s: %q", f["target"], c.result)
+		}
+		mustWaitFor[string](t, at, 10*time.Second, "the "+f["target"]+" notice listed as sent", jsRow, c.pid, "sent|—")
+	}
 	hc := newHTTPClient(t)
 	res, err := do(hc, "GET", in.base+"/v1/messages", userM[1], nil, 5*time.Second)
-	if err != nil || !strings.Contains(string(res.Body), "hello from /admin") {
-		t.Errorf("the dev user's history lacks the notice: %v %s", err, res)
+	for _, title := range []string{"hello from /admin", "hello, group user", "hello, everyone"} {
+		if err != nil || !strings.Contains(string(res.Body), title) {
+			t.Errorf("the dev user's history lacks %q: %v %s", title, err, res)
+		}
 	}
 }
