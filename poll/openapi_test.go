@@ -216,7 +216,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	}
 
 	// Operations, with GET and HEAD.
-	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/client.js", "/favicon.ico", "/", "/demo", "/openapi.json"} {
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/client.js", "/favicon.ico", "/", "/demo", "/admin", "/openapi.json"} {
 		get(p, "", 200)
 		expect(request{method: "HEAD", path: p}, 200)
 	}
