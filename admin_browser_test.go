@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -366,6 +367,22 @@ func TestBrowserAdminDevToken(t *testing.T) {
 		}
 		mustWaitFor[string](t, at, 10*time.Second, "the "+f["target"]+" notice listed as sent", jsRow, c.pid, "sent|—")
 	}
+	// Pollbox.publisher asks getToken again after a 401 and retries once.
+	evalJS[any](t, at, `(function (good) {
+		var asked = 0, p = window.Pollbox.publisher({url: '', getToken: function (cb) { asked++; cb(asked === 1 ? 'stale' : good); }});
+		window.__refreshed = null;
+		p.sent({limit: 1}, function (e, d) { window.__refreshed = {asked: asked, err: e, n: d && d.sends.length}; });
+		return null;
+	})(`+strconv.Quote(adminM[1])+`)`)
+	type refreshed struct {
+		Asked int             `json:"asked"`
+		Err   json.RawMessage `json:"err"`
+		N     int             `json:"n"`
+	}
+	if r := mustWaitFor[refreshed](t, at, 10*time.Second, "the publisher's answer", `function () { return window.__refreshed; }`); r.Asked != 2 || string(r.Err) != "null" || r.N != 1 {
+		t.Errorf("a publisher whose first token is refused: asked getToken %d times, error %s, %d sends; want 2, null, 1", r.Asked, r.Err, r.N)
+	}
+
 	hc := newHTTPClient(t)
 	res, err := do(hc, "GET", in.base+"/v1/messages", userM[1], nil, 5*time.Second)
 	for _, title := range []string{"hello from /admin", "hello, group user", "hello, everyone"} {
