@@ -26,7 +26,6 @@ const (
 type HistoryQuery struct {
 	Limit  int      // 0 = DefaultHistoryLimit
 	Before string   // public id: return messages older than this one
-	Type   string   // only this type (deprecated: use Types)
 	Types  []string // only these types (any of them); ≤ MaxHistoryTypes
 	Unread bool     // only unread messages
 	Since  time.Time
@@ -119,9 +118,6 @@ func (s *Store) startHistory(r Reader, q HistoryQuery) (*historyRun, error) {
 	}
 	h := &historyRun{s: s, user: r.User, q: q, streams: streams}
 	types := q.Types
-	if q.Type != "" {
-		types = append(types[:len(types):len(types)], q.Type)
-	}
 	if len(types) > MaxHistoryTypes {
 		return nil, fmt.Errorf("%w: more than %d types", ErrInvalid, MaxHistoryTypes)
 	}

@@ -135,7 +135,7 @@ func TestHistoryPaging(t *testing.T) {
 			}
 			return out
 		}
-		checkIDs(t, "type=reply", allHistory(t, s, r, HistoryQuery{Limit: 20, Type: "reply"}),
+		checkIDs(t, "type=reply", allHistory(t, s, r, HistoryQuery{Limit: 20, Types: []string{"reply"}}),
 			filter(func(id string) bool { return typ[id] == "reply" }))
 
 		// Mark every 7th message read (all three streams take part).
@@ -152,7 +152,7 @@ func TestHistoryPaging(t *testing.T) {
 		}
 		unreadOnly := filter(func(id string) bool { return !read[id] })
 		checkIDs(t, "unread=true", allHistory(t, s, r, HistoryQuery{Limit: 20, Unread: true}), unreadOnly)
-		checkIDs(t, "unread=true, type=like", allHistory(t, s, r, HistoryQuery{Limit: 7, Unread: true, Type: "like"}),
+		checkIDs(t, "unread=true, type=like", allHistory(t, s, r, HistoryQuery{Limit: 7, Unread: true, Types: []string{"like"}}),
 			filter(func(id string) bool { return !read[id] && typ[id] == "like" }))
 		for _, m := range history(t, s, r, HistoryQuery{Limit: 100}).Messages {
 			if m.Read != read[m.ID] {
@@ -336,8 +336,8 @@ func TestHistoryPastScanLimit(t *testing.T) {
 			return nil
 		})
 		must(t, err, "XADD")
-		checkIDs(t, "rare messages", allHistory(t, s, r, HistoryQuery{Type: "rare"}), []string{uMatch, bMatch})
-		first := history(t, s, r, HistoryQuery{Type: "rare"})
+		checkIDs(t, "rare messages", allHistory(t, s, r, HistoryQuery{Types: []string{"rare"}}), []string{uMatch, bMatch})
+		first := history(t, s, r, HistoryQuery{Types: []string{"rare"}})
 		if first.Next == "" {
 			t.Fatal("a page cut short by the scan limit has no next")
 		}

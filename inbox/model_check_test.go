@@ -27,12 +27,29 @@ import (
 // machine.
 const modelMaxOverrun = time.Second
 
-// exactCount checks an unread count that must equal the model's now.
-func (r *modelRun) exactCount(what string, inst, u, n int) error {
+// exactCount checks unread counts that must equal the model's now, in
+// total and per type.
+func (r *modelRun) exactCount(what string, inst, u, n int, byType map[string]int) error {
 	if want := r.m.unread(u); n != want {
 		return fmt.Errorf("%s on %s for %s: unread %d, model %d", what, instName(inst), userName(u), n, want)
 	}
+	if want := r.m.unreadByType(u); !sameTypeCounts(byType, want) {
+		return fmt.Errorf("%s on %s for %s: unread by type %v, model %v", what, instName(inst), userName(u), byType, want)
+	}
 	return nil
+}
+
+// sameTypeCounts compares per-type counts (a nil map is empty).
+func sameTypeCounts(got, want map[string]int) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for t, n := range want {
+		if got[t] != n {
+			return false
+		}
+	}
+	return true
 }
 
 // resolve finds the model's messages for an answer and compares fields.
@@ -147,6 +164,9 @@ func (r *modelRun) checkNow(c *modelClient, inst, limit int, res PollResult) err
 	}
 	if want := r.m.unread(u); res.Unread != want {
 		return fmt.Errorf("%s: unread %d, model %d", where, res.Unread, want)
+	}
+	if want := r.m.unreadByType(u); !sameTypeCounts(res.UnreadByType, want) {
+		return fmt.Errorf("%s: unread by type %v, model %v", where, res.UnreadByType, want)
 	}
 	r.advanceClient(c, res.Cursor, got)
 	return nil
@@ -314,12 +334,12 @@ func (r *modelRun) history(op modelOp) error {
 	u := op.user
 	q := HistoryQuery{Limit: op.limit, Unread: op.mode&1 != 0}
 	if op.mode&2 != 0 {
-		q.Type = modelTypes[op.picks[0]%len(modelTypes)]
+		q.Types = []string{modelTypes[op.picks[0]%len(modelTypes)]}
 	}
-	where := fmt.Sprintf("history of %s on %s (limit %d, unread %v, type %q)", userName(u), instName(op.inst), q.Limit, q.Unread, q.Type)
+	where := fmt.Sprintf("history of %s on %s (limit %d, unread %v, types %q)", userName(u), instName(op.inst), q.Limit, q.Unread, q.Types)
 	var want []*modelMsg
 	for _, msg := range r.m.userMsgs(u) {
-		if r.m.visible(u, msg) && (!q.Unread || !r.m.isRead(u, msg)) && (q.Type == "" || msg.typ == q.Type) {
+		if r.m.visible(u, msg) && (!q.Unread || !r.m.isRead(u, msg)) && (len(q.Types) == 0 || msg.typ == q.Types[0]) {
 			want = append(want, msg)
 		}
 	}
@@ -337,8 +357,8 @@ func (r *modelRun) history(op modelOp) error {
 		if len(res.Messages) > q.Limit {
 			return fmt.Errorf("%s: page %d has %d messages", where, page, len(res.Messages))
 		}
-		if want := r.m.unread(u); res.Unread != want {
-			return fmt.Errorf("%s: unread %d, model %d", where, res.Unread, want)
+		if err := r.exactCount(where, op.inst, u, res.Unread, res.UnreadByType); err != nil {
+			return err
 		}
 		msgs, err := r.resolve(u, res.Messages)
 		if err != nil {

@@ -88,7 +88,7 @@ func (r *modelRun) restartEmpty(c *modelClient, inst int) error {
 	if len(res.Messages) > 0 {
 		return fmt.Errorf("poll without a cursor (from now) returned %d messages: %v", len(res.Messages), msgIDs(res.Messages))
 	}
-	if err := r.exactCount("Poll without a cursor", inst, c.user, res.Unread); err != nil {
+	if err := r.exactCount("Poll without a cursor", inst, c.user, res.Unread, res.UnreadByType); err != nil {
 		return err
 	}
 	c.moveTo(res.Cursor, r.m.tails(c.user))
@@ -102,11 +102,11 @@ func (r *modelRun) restart(op modelOp) error {
 	}
 	switch op.mode {
 	case restartUnread:
-		n, cur, err := r.st[op.inst].Unread(r.ctx, r.readers[c.user])
+		n, cur, err := r.st[op.inst].UnreadCounts(r.ctx, r.readers[c.user])
 		if err != nil {
 			return fmt.Errorf("Unread: %w", err)
 		}
-		if err := r.exactCount("Unread", op.inst, c.user, n); err != nil {
+		if err := r.exactCount("Unread", op.inst, c.user, n.Total, n.ByType); err != nil {
 			return err
 		}
 		c.moveTo(cur, r.m.tails(c.user))
@@ -115,7 +115,7 @@ func (r *modelRun) restart(op modelOp) error {
 		if err != nil {
 			return fmt.Errorf("History: %w", err)
 		}
-		if err := r.exactCount("History", op.inst, c.user, res.Unread); err != nil {
+		if err := r.exactCount("History", op.inst, c.user, res.Unread, res.UnreadByType); err != nil {
 			return err
 		}
 		c.moveTo(res.Cursor, r.m.tails(c.user))
@@ -144,11 +144,11 @@ func (r *modelRun) finish() error {
 	}
 	for u := range modelUsers {
 		for inst := range r.st {
-			n, _, err := r.st[inst].Unread(r.ctx, r.readers[u])
+			n, _, err := r.st[inst].UnreadCounts(r.ctx, r.readers[u])
 			if err != nil {
 				return fmt.Errorf("Unread: %w", err)
 			}
-			if err := r.exactCount("final Unread", inst, u, n); err != nil {
+			if err := r.exactCount("final Unread", inst, u, n.Total, n.ByType); err != nil {
 				return err
 			}
 		}

@@ -266,12 +266,12 @@ func (r *modelRun) step(i int, op modelOp) error {
 	case opDelete:
 		return r.remove(op)
 	case opUnread:
-		n, _, err := r.st[op.inst].Unread(r.ctx, r.readers[op.user])
+		n, _, err := r.st[op.inst].UnreadCounts(r.ctx, r.readers[op.user])
 		if err != nil {
 			return fmt.Errorf("Unread: %w", err)
 		}
-		r.notef("unread %d", n)
-		return r.exactCount("Unread", op.inst, op.user, n)
+		r.notef("unread %d %v", n.Total, n.ByType)
+		return r.exactCount("Unread", op.inst, op.user, n.Total, n.ByType)
 	case opHistory:
 		return r.history(op)
 	case opRestart:
@@ -378,14 +378,14 @@ func (r *modelRun) markRead(op modelOp) error {
 		r.faults.loseState(r.st[0].k.read(userName(op.user)))
 	}
 	start := time.Now()
-	n, err := r.st[op.inst].MarkRead(r.ctx, r.readers[op.user], ids, false)
+	n, err := r.st[op.inst].MarkReadCounts(r.ctx, r.readers[op.user], ids, false)
 	sp := span{start, time.Now()}
 	if err != nil {
 		return fmt.Errorf("MarkRead(%v): %w", ids, err)
 	}
 	r.m.markRead(op.user, picked, sp)
 	r.m.recordCounts(r.cur, sp)
-	return r.exactCount("MarkRead", op.inst, op.user, n)
+	return r.exactCount("MarkRead", op.inst, op.user, n.Total, n.ByType)
 }
 
 func (r *modelRun) markAll(op modelOp) error {
@@ -393,14 +393,14 @@ func (r *modelRun) markAll(op modelOp) error {
 		r.faults.loseState(r.st[0].k.read(userName(op.user)))
 	}
 	start := time.Now()
-	n, err := r.st[op.inst].MarkRead(r.ctx, r.readers[op.user], nil, true)
+	n, err := r.st[op.inst].MarkReadCounts(r.ctx, r.readers[op.user], nil, true)
 	sp := span{start, time.Now()}
 	if err != nil {
 		return fmt.Errorf("MarkRead(all): %w", err)
 	}
 	r.m.readAll(op.user, sp)
 	r.m.recordCounts(r.cur, sp)
-	return r.exactCount("MarkRead(all)", op.inst, op.user, n)
+	return r.exactCount("MarkRead(all)", op.inst, op.user, n.Total, n.ByType)
 }
 
 func (r *modelRun) remove(op modelOp) error {

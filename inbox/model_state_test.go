@@ -308,6 +308,17 @@ func (m *model) unread(u int) int {
 	return n
 }
 
+// unreadByType is user u's unread count per type now (types with n > 0).
+func (m *model) unreadByType(u int) map[string]int {
+	out := map[string]int{}
+	for _, msg := range m.all {
+		if m.reads(u, msg.stream) && m.visible(u, msg) && !m.isRead(u, msg) {
+			out[msg.typ]++
+		}
+	}
+	return out
+}
+
 // byTime orders messages oldest first: by entry ID, then stream (only
 // for a stable order: the checks never rely on how ties are ordered).
 func byTime(ms []*modelMsg) {
