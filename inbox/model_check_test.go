@@ -105,7 +105,7 @@ func (r *modelRun) describe(msg *modelMsg) string {
 // checkNow checks the answer of a poll that did not wait: it must hold
 // the oldest messages the client is owed (up to limit, with more set if
 // it left any out), with the current read flags and unread count.
-func (r *modelRun) checkNow(c *modelClient, inst, limit int, res PollResult) error {
+func (r *modelRun) checkNow(c *modelClient, inst, limit int, res PollResult, start time.Time) error {
 	u := c.user
 	where := fmt.Sprintf("timeout=0 poll of c%d (%s) on %s, limit %d", c.idx, userName(u), instName(inst), limit)
 	if res.Reset {
@@ -168,7 +168,48 @@ func (r *modelRun) checkNow(c *modelClient, inst, limit int, res PollResult) err
 	if want := r.m.unreadByType(u); !sameTypeCounts(res.UnreadByType, want) {
 		return fmt.Errorf("%s: unread by type %v, model %v", where, res.UnreadByType, want)
 	}
+	if err := r.checkRevoked(where, c, res, time.Now(), start); err != nil {
+		return err
+	}
 	r.advanceClient(c, res.Cursor, got)
+	return nil
+}
+
+// checkRevoked checks an answer's revoked ids: each names a message the
+// model revoked (by t, the answer's time) from a stream the user reads,
+// and the client stops showing it. An answer that read everything (more
+// = false) must name every message the client shows that was revoked
+// before w (the start of a poll that reads Redis; for a waiting poll, the
+// trust bound and slack before its answer).
+func (r *modelRun) checkRevoked(where string, c *modelClient, res PollResult, t, w time.Time) error {
+	u, m := c.user, r.m
+	seen := map[string]bool{}
+	for _, id := range res.Revoked {
+		if seen[id] {
+			return fmt.Errorf("%s: revoked lists %s twice", where, id)
+		}
+		seen[id] = true
+		msg, err := r.m.lookup(u, id)
+		if err != nil {
+			return fmt.Errorf("%s: revoked: %w", where, err)
+		}
+		if msg.revoked == nil || !msg.revoked.start.Before(t) {
+			return fmt.Errorf("%s: revoked lists %s, which was not revoked", where, msg)
+		}
+		delete(c.shown, msg)
+	}
+	if res.More {
+		return nil
+	}
+	for msg := range c.shown {
+		// A message its user deleted from the inbox before the revoke has
+		// no entry left to revoke, so no tombstone: its user's other
+		// devices are not told of a deletion either.
+		if gone := m.relOf(u, msg).gone; msg.revoked != nil && msg.revoked.end.Before(w) && (gone == nil || !gone.start.Before(msg.revoked.end)) {
+			return fmt.Errorf("%s: the client shows %s, revoked %v before the answer, but revoked is %v",
+				where, r.describe(msg), t.Sub(msg.revoked.end).Round(time.Millisecond), res.Revoked)
+		}
+	}
 	return nil
 }
 
@@ -196,6 +237,10 @@ func (r *modelRun) advanceClient(c *modelClient, cursor string, got []*modelMsg)
 	}
 	for _, g := range got {
 		pos[g.stream] = g.index + 1
+		if c.shown == nil {
+			c.shown = map[*modelMsg]bool{}
+		}
+		c.shown[g] = true
 	}
 	c.moveTo(cursor, pos)
 }
@@ -305,7 +350,10 @@ func (r *modelRun) checkWaited(c *modelClient, p *bgPoll) error {
 				where, res.Unread, exact, r.trust, slack, moved, r.m.countHistory(u, t))
 		}
 	}
-	if len(got) == 0 {
+	if err := r.checkRevoked(where, c, res, t, w); err != nil {
+		return err
+	}
+	if len(got) == 0 && len(res.Revoked) == 0 {
 		r.stats.emptyWaits++
 	}
 	if !res.More && len(got) < p.limit {

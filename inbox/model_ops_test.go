@@ -44,6 +44,7 @@ const (
 	opAdvance // the store's clock moves on
 	opKick    // B's subscription is cut
 	opProbe   // a long wait on B meets a change B loses the wake-up of, in quiet
+	opRevoke  // the publisher revokes a picked message from its stream
 )
 
 // Restart modes.
@@ -101,7 +102,7 @@ var modelMix = []struct {
 }{
 	{opPublish, 27}, {opRetry, 4}, {opPoll, 34}, {opRead, 6}, {opReadAll, 2}, {opDelete, 5},
 	{opUnread, 6}, {opHistory, 4}, {opRestart, 4}, {opAdvance, 2}, {opKick, 1},
-	{opProbe, 1},
+	{opProbe, 1}, {opRevoke, 2},
 }
 
 // modelGroupsOf returns each user's groups (indices), drawn from the seed.
@@ -318,6 +319,8 @@ func (op modelOp) String() string {
 		}
 		fmt.Fprintf(&b, " [B loses its wake-ups], then poll on %s wait=%v, and nothing else until it answers", instName(inst), wait)
 		return b.String()
+	case opRevoke:
+		fmt.Fprintf(&b, "revoke a picked message%s", drop)
 	case opAdvance:
 		return fmt.Sprintf("clock +%v", op.advance)
 	case opKick:

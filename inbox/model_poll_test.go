@@ -25,13 +25,14 @@ type bgPoll struct {
 
 // pollNow polls at once and checks the answer against the model.
 func (r *modelRun) pollNow(c *modelClient, inst, limit int) (PollResult, error) {
+	start := time.Now()
 	res, err := r.st[inst].Poll(r.ctx, r.readers[c.user], PollOptions{Cursor: c.cursor, Limit: limit})
 	if err != nil {
 		return res, fmt.Errorf("Poll(c%d): %w", c.idx, err)
 	}
 	r.stats.pollsNow++
-	r.notef("got %d messages, unread %d, more %v", len(res.Messages), res.Unread, res.More)
-	return res, r.checkNow(c, inst, limit, res)
+	r.notef("got %d messages, revoked %v, unread %d, more %v", len(res.Messages), res.Revoked, res.Unread, res.More)
+	return res, r.checkNow(c, inst, limit, res, start)
 }
 
 func (r *modelRun) startWait(i int, c *modelClient, op modelOp) {
@@ -100,6 +101,7 @@ func (r *modelRun) restart(op modelOp) error {
 	if err := r.await(c); err != nil {
 		return err
 	}
+	c.shown = nil // it starts over: a new page, showing nothing yet
 	switch op.mode {
 	case restartUnread:
 		n, cur, err := r.st[op.inst].UnreadCounts(r.ctx, r.readers[c.user])

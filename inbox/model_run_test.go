@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,9 @@ type modelClient struct {
 	pos    map[string]int // per model stream: entries the client is past
 	saved  []clientSnap   // earlier cursors, for rewinds
 	bg     *bgPoll        // the poll waiting in the background, if any
+	// shown: messages the client got since it last started over and not
+	// yet heard were revoked (a client removes a message when told).
+	shown map[*modelMsg]bool
 }
 
 type clientSnap struct {
@@ -289,6 +293,8 @@ func (r *modelRun) step(i int, op modelOp) error {
 		return nil
 	case opProbe:
 		return r.probe(i, op)
+	case opRevoke:
+		return r.revoke(i, op)
 	}
 	return fmt.Errorf("unknown operation kind %d", op.kind)
 }
@@ -417,13 +423,69 @@ func (r *modelRun) remove(op modelOp) error {
 	start := time.Now()
 	err := r.st[op.inst].Delete(r.ctx, r.readers[op.user], msg.id)
 	sp := span{start, time.Now()}
-	already := r.m.remove(op.user, msg, sp)
+	already := r.m.remove(op.user, msg, sp) || msg.revoked != nil
 	r.m.recordCounts(r.cur, sp)
 	switch {
 	case already && !errors.Is(err, ErrNotFound):
 		return fmt.Errorf("Delete(%s) of a message already deleted: err = %v, want ErrNotFound", msg, err)
 	case !already && err != nil:
 		return fmt.Errorf("Delete(%s): %w", msg, err)
+	}
+	return nil
+}
+
+// revoke revokes a picked message that is not revoked yet, as Withdraw
+// does for each stream a publish wrote to. Its tombstone carries the
+// operation's title as pid, so that B can lose its wake-up like a
+// publish's.
+func (r *modelRun) revoke(i int, op modelOp) error {
+	var live []*modelMsg
+	for _, msg := range r.m.all {
+		if msg.revoked == nil {
+			live = append(live, msg)
+		}
+	}
+	if len(live) == 0 {
+		r.notef("nothing to revoke")
+		return nil
+	}
+	msg := live[op.picks[0]%len(live)]
+	r.notef("id %s", msg.id)
+	s := r.st[op.inst]
+	t := revokeTarget{entry: fmt.Sprintf("%d-%d", msg.ms, msg.seq), pid: modelTitle(i), sender: modelSenders[0]}
+	switch {
+	case msg.stream == "b":
+		t.st = s.k.broadcastStream()
+	case isInbox(msg.stream):
+		u, _ := strconv.Atoi(strings.TrimPrefix(msg.stream, "in:"))
+		t.user = userName(u)
+		t.st = s.k.userStream(t.user)
+	default:
+		g, _ := strconv.Atoi(strings.TrimPrefix(msg.stream, "g:"))
+		t.st = s.k.groupStream(groupName(g))
+	}
+	if op.drop {
+		r.faults.titles.Store(modelTitle(i), struct{}{})
+	}
+	start := time.Now()
+	wrote, err := s.revokeStreams(r.ctx, []revokeTarget{t})
+	sp := span{start, time.Now()}
+	// Whatever the outcome, the message may be gone from now on.
+	msg.revoked = &sp
+	r.m.recordCounts(r.cur, sp)
+	if err != nil {
+		return fmt.Errorf("revoke %s: %w", msg, err)
+	}
+	// Its own deletion or expiry does not remove the entry (expiry only
+	// hides it; a shared message's deletion only hides it for one user),
+	// but an inbox deletion does: then there is nothing to revoke.
+	deleted := false
+	if isInbox(msg.stream) {
+		u, _ := strconv.Atoi(strings.TrimPrefix(msg.stream, "in:"))
+		deleted = r.m.relOf(u, msg).gone != nil
+	}
+	if wrote[0] == deleted {
+		return fmt.Errorf("revoke %s wrote a tombstone: %v, want %v (deleted from its inbox: %v)", msg, wrote[0], !deleted, deleted)
 	}
 	return nil
 }

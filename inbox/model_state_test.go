@@ -39,6 +39,7 @@ type modelMsg struct {
 	op        int   // the operation that published it
 	dropped   bool  // B loses its wake-ups
 	expired   *span // the clock advance that expired it
+	revoked   *span // the revoke that took it from its stream, for everyone
 }
 
 func (m *modelMsg) String() string { return m.id + " (" + m.title + ")" }
@@ -263,7 +264,7 @@ func (m *model) relOf(u int, msg *modelMsg) *userMsg {
 
 // visible tells whether user u sees msg now.
 func (m *model) visible(u int, msg *modelMsg) bool {
-	return msg.expired == nil && m.relOf(u, msg).gone == nil
+	return msg.expired == nil && msg.revoked == nil && m.relOf(u, msg).gone == nil
 }
 
 func (m *model) isRead(u int, msg *modelMsg) bool { return m.relOf(u, msg).read != nil }
@@ -271,7 +272,8 @@ func (m *model) isRead(u int, msg *modelMsg) bool { return m.relOf(u, msg).read 
 // goneBy tells whether msg's visibility for u may have ended before t.
 func (m *model) goneBy(u int, msg *modelMsg, t time.Time) bool {
 	r := m.relOf(u, msg)
-	return msg.expired != nil && msg.expired.start.Before(t) || r.gone != nil && r.gone.start.Before(t)
+	return msg.expired != nil && msg.expired.start.Before(t) || r.gone != nil && r.gone.start.Before(t) ||
+		msg.revoked != nil && msg.revoked.start.Before(t)
 }
 
 // goneBefore returns the change that had surely ended msg's visibility
@@ -282,6 +284,9 @@ func (m *model) goneBefore(u int, msg *modelMsg, t time.Time) *span {
 	}
 	if r := m.relOf(u, msg); r.gone != nil && r.gone.end.Before(t) {
 		return r.gone
+	}
+	if msg.revoked != nil && msg.revoked.end.Before(t) {
+		return msg.revoked
 	}
 	return nil
 }
@@ -427,7 +432,7 @@ func (m *model) countRange(u int, from, to time.Time) (lo, hi int) {
 			begin = x.pub.start
 		}
 		mayNot := from.Before(x.pub.end)
-		for _, sp := range []*span{r.gone, r.read, x.expired} {
+		for _, sp := range []*span{r.gone, r.read, x.expired, x.revoked} {
 			if sp == nil {
 				continue
 			}

@@ -36,12 +36,13 @@ func envInt64(name string, def int64) int64 {
 
 // TestModel is pollbox's model-based delivery test. A seeded random
 // sequence of publishes (to users, groups and everyone; with and without
-// idempotency keys and expiry), reads, deletions, polls, unread counts and
-// history reads runs on two stores over one Redis, on a single node and on
-// a cluster, while one of them (B) loses a share of its wake-ups and now
-// and then its subscription. A plain model of the contract predicts every
-// answer: every client gets every message once, in order, never skipping
-// one; timeout=0 polls, Unread, MarkRead and History are exact on either
+// idempotency keys and expiry), reads, deletions, revokes, polls, unread
+// counts and history reads runs on two stores over one Redis, on a single
+// node and on a cluster, while one of them (B) loses a share of its
+// wake-ups and now and then its subscription. A plain model of the
+// contract predicts every answer: every client gets every message once, in
+// order, never skipping one, and is told of every revoke of a message it
+// shows; timeout=0 polls, Unread, MarkRead and History are exact on either
 // store whatever B lost; waiting polls are right within the trust bound,
 // and probes (a change B loses the wake-up of, then quiet while a poll
 // waits on B) see that the bound is kept. A failure is reported with its
