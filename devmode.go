@@ -61,7 +61,7 @@ func (d *devMode) announce(w io.Writer, base string, public bool) {
 		fmt.Fprintf(w, "!! It listens beyond loopback: the demo page hands the dev tokens to loopback clients only.\n")
 	}
 	fmt.Fprintf(w, "%s\n\n", bar)
-	fmt.Fprintf(w, "Demo page: %s/demo\n\n", base)
+	fmt.Fprintf(w, "Demo page: %s/demo\nNotice management: %s/admin\n\n", base, base)
 	if d.tokens == nil {
 		return
 	}

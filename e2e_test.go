@@ -171,6 +171,11 @@ func TestZeroConfig(t *testing.T) {
 	if !strings.Contains(strings.ToLower(out), "nothing is kept") {
 		t.Errorf("stdout lacks the warning that nothing is kept:\n%s", out)
 	}
+	for _, page := range []string{"/demo", "/admin"} {
+		if !strings.Contains(out, in.base+page+"\n") {
+			t.Errorf("stdout does not name the page %s%s:\n%s", in.base, page, out)
+		}
+	}
 	hc := newCheckedClient(t)
 
 	id := mustPublish(t, hc, in.base, admin[1], []string{"42"}, "dev hello")[0]

@@ -368,7 +368,7 @@ public final class PollboxPublisher {
 
         public int status() { return status; }
 
-        /** The JSON answer, {"count": n, "ids": [...]}; parse it with your JSON library. */
+        /** The JSON answer, {"publish_id": "…", "state": "sent", "count": n, "ids": [...]}; parse it with your JSON library. */
         public String body() { return body; }
 
         /** How many attempts it took. */
