@@ -42,7 +42,7 @@ func TestDocumentLoads(t *testing.T) {
 }
 
 const (
-	pollOK   = `{"messages":[],"cursor":"AQ","unread":0,"more":false,"reset":false}`
+	pollOK   = `{"messages":[],"cursor":"AQ","unread":0,"more":false,"reset":false,"unread_by_type":{},"revoked":[]}`
 	message  = `{"id":"g.user:list.1764400000000-0","source":"group:user:list","type":"like","title":"t","body":"b","link":"/x","level":"info","data":{"k":[1]},"sender":"42","created_at":"2026-11-25T17:40:00.123Z","expires_at":null,"read":false}`
 	errShape = `{"error":"%s","message":"m"}`
 )
@@ -81,19 +81,19 @@ func TestCheckAccepts(t *testing.T) {
 	v := newValidator(t)
 	for _, a := range []answer{
 		{"GET", "/v1/poll?timeout=0", 200, nil, pollOK},
-		{"GET", "/v1/poll", 200, nil, `{"messages":[` + message + `],"cursor":"AQ-_x","unread":1,"more":true,"reset":true}`},
+		{"GET", "/v1/poll", 200, nil, `{"messages":[` + message + `],"cursor":"AQ-_x","unread":1,"more":true,"reset":true,"unread_by_type":{},"revoked":[]}`},
 		{"GET", "/v1/poll", 400, nil, errBody("bad_timeout")},
 		{"GET", "/v1/poll", 401, nil, errBody("session_expired")},
 		{"GET", "/v1/poll", 429, map[string]string{"Retry-After": "5"}, errBody("too_many_polls")},
 		{"GET", "/v1/poll", 503, map[string]string{"Retry-After": "2"}, errBody("unavailable")},
-		{"GET", "/v1/messages?limit=5", 200, nil, `{"messages":[` + message + `],"next":"u.1-0","unread":0,"cursor":"AQ"}`},
-		{"GET", "/v1/messages", 200, nil, `{"messages":[],"next":null,"unread":0,"cursor":"AQ"}`},
-		{"GET", "/v1/unread", 200, nil, `{"unread":3,"cursor":"AQ"}`},
-		{"POST", "/v1/read", 200, nil, `{"unread":0}`},
+		{"GET", "/v1/messages?limit=5", 200, nil, `{"messages":[` + message + `],"next":"u.1-0","unread":0,"unread_by_type":{},"cursor":"AQ"}`},
+		{"GET", "/v1/messages", 200, nil, `{"messages":[],"next":null,"unread":0,"unread_by_type":{},"cursor":"AQ"}`},
+		{"GET", "/v1/unread", 200, nil, `{"unread":3,"unread_by_type":{"notification":3},"cursor":"AQ"}`},
+		{"POST", "/v1/read", 200, nil, `{"unread":0,"unread_by_type":{}}`},
 		{"POST", "/v1/read", 415, nil, errBody("bad_request")},
 		{"DELETE", "/v1/messages/g.ops.1-2", 204, map[string]string{"Content-Type": ""}, ""},
 		{"DELETE", "/v1/messages/u.1-2", 404, nil, errBody("not_found")},
-		{"POST", "/v1/publish", 201, nil, `{"count":2,"ids":["u.1-0","u.1-1"]}`},
+		{"POST", "/v1/publish", 201, nil, `{"publish_id":"p.u.1.1764400000000-0","state":"sent","count":2,"ids":["u.1-0","u.1-1"]}`},
 		{"POST", "/v1/publish", 429, map[string]string{"Retry-After": "1"}, errBody("rate_limited")},
 		{"POST", "/v1/publish", 413, nil, errBody("too_large")},
 		{"GET", "/healthz", 200, nil, `{"status":"ok"}`},
@@ -124,18 +124,18 @@ func TestCheckRejects(t *testing.T) {
 		why string
 		a   answer
 	}{
-		{"poll without cursor", answer{"GET", "/v1/poll", 200, nil, `{"messages":[],"unread":0,"more":false,"reset":false}`}},
-		{"poll with an undocumented field", answer{"GET", "/v1/poll", 200, nil, `{"messages":[],"cursor":"AQ","unread":0,"more":false,"reset":false,"revoked":[]}`}},
-		{"negative unread", answer{"GET", "/v1/poll", 200, nil, `{"messages":[],"cursor":"AQ","unread":-1,"more":false,"reset":false}`}},
-		{"cursor not base64url", answer{"GET", "/v1/poll", 200, nil, `{"messages":[],"cursor":"A+/=","unread":0,"more":false,"reset":false}`}},
+		{"poll without cursor", answer{"GET", "/v1/poll", 200, nil, `{"messages":[],"unread":0,"more":false,"reset":false,"unread_by_type":{},"revoked":[]}`}},
+		{"poll with an undocumented field", answer{"GET", "/v1/poll", 200, nil, `{"messages":[],"cursor":"AQ","unread":0,"more":false,"reset":false,"unread_by_type":{},"revoked":[],"extra":1}`}},
+		{"negative unread", answer{"GET", "/v1/poll", 200, nil, `{"messages":[],"cursor":"AQ","unread":-1,"more":false,"reset":false,"unread_by_type":{},"revoked":[]}`}},
+		{"cursor not base64url", answer{"GET", "/v1/poll", 200, nil, `{"messages":[],"cursor":"A+/=","unread":0,"more":false,"reset":false,"unread_by_type":{},"revoked":[]}`}},
 		{"created_at without milliseconds", answer{"GET", "/v1/poll", 200, nil,
-			`{"messages":[` + strings.Replace(message, ".123Z", "Z", 1) + `],"cursor":"AQ","unread":0,"more":false,"reset":false}`}},
+			`{"messages":[` + strings.Replace(message, ".123Z", "Z", 1) + `],"cursor":"AQ","unread":0,"more":false,"reset":false,"unread_by_type":{},"revoked":[]}`}},
 		{"unknown level", answer{"GET", "/v1/poll", 200, nil,
-			`{"messages":[` + strings.Replace(message, `"info"`, `"debug"`, 1) + `],"cursor":"AQ","unread":0,"more":false,"reset":false}`}},
+			`{"messages":[` + strings.Replace(message, `"info"`, `"debug"`, 1) + `],"cursor":"AQ","unread":0,"more":false,"reset":false,"unread_by_type":{},"revoked":[]}`}},
 		{"message without read", answer{"GET", "/v1/poll", 200, nil,
-			`{"messages":[` + strings.Replace(message, `,"read":false`, "", 1) + `],"cursor":"AQ","unread":0,"more":false,"reset":false}`}},
+			`{"messages":[` + strings.Replace(message, `,"read":false`, "", 1) + `],"cursor":"AQ","unread":0,"more":false,"reset":false,"unread_by_type":{},"revoked":[]}`}},
 		{"malformed message id", answer{"GET", "/v1/poll", 200, nil,
-			`{"messages":[` + strings.Replace(message, `"g.user:list.1764400000000-0"`, `"x.1"`, 1) + `],"cursor":"AQ","unread":0,"more":false,"reset":false}`}},
+			`{"messages":[` + strings.Replace(message, `"g.user:list.1764400000000-0"`, `"x.1"`, 1) + `],"cursor":"AQ","unread":0,"more":false,"reset":false,"unread_by_type":{},"revoked":[]}`}},
 		{"no Cache-Control", answer{"GET", "/v1/poll", 200, map[string]string{"Cache-Control": ""}, pollOK}},
 		{"cacheable", answer{"GET", "/v1/poll", 200, map[string]string{"Cache-Control": "max-age=60"}, pollOK}},
 		{"no request id", answer{"GET", "/v1/poll", 200, map[string]string{"X-Request-Id": ""}, pollOK}},
@@ -149,9 +149,9 @@ func TestCheckRejects(t *testing.T) {
 		{"503 without Retry-After", answer{"GET", "/v1/unread", 503, nil, errBody("unavailable")}},
 		{"Retry-After not a number", answer{"GET", "/v1/unread", 503, map[string]string{"Retry-After": "soon"}, errBody("unavailable")}},
 		{"rate_limited on a poll", answer{"GET", "/v1/poll", 429, map[string]string{"Retry-After": "1"}, errBody("rate_limited")}},
-		{"publish without ids", answer{"POST", "/v1/publish", 201, nil, `{"count":1}`}},
-		{"publish answered 200", answer{"POST", "/v1/publish", 200, nil, `{"count":1,"ids":["u.1-0"]}`}},
-		{"history next not an id", answer{"GET", "/v1/messages", 200, nil, `{"messages":[],"next":"","unread":0,"cursor":"AQ"}`}},
+		{"publish without ids", answer{"POST", "/v1/publish", 201, nil, `{"publish_id":"p.u.1.1764400000000-0","state":"sent","count":1}`}},
+		{"publish answered 200", answer{"POST", "/v1/publish", 200, nil, `{"publish_id":"p.u.1.1764400000000-0","state":"sent","count":1,"ids":["u.1-0"]}`}},
+		{"history next not an id", answer{"GET", "/v1/messages", 200, nil, `{"messages":[],"next":"","unread":0,"unread_by_type":{},"cursor":"AQ"}`}},
 		{"delete answered 200", answer{"DELETE", "/v1/messages/u.1-0", 200, nil, `{}`}},
 		{"readyz says ok", answer{"GET", "/readyz", 200, nil, `{"status":"ok"}`}},
 		{"unknown path answered 200", answer{"GET", "/nope", 200, nil, `{}`}},
@@ -183,7 +183,7 @@ func TestTransport(t *testing.T) {
 			_, _ = io.WriteString(w, `{"unread":"3"}`)
 			return
 		}
-		_, _ = io.WriteString(w, `{"unread":3,"cursor":"AQ"}`)
+		_, _ = io.WriteString(w, `{"unread":3,"unread_by_type":{"notification":3},"cursor":"AQ"}`)
 	}))
 	defer srv.Close()
 	var mu sync.Mutex
@@ -205,7 +205,7 @@ func TestTransport(t *testing.T) {
 		}
 		return string(b)
 	}
-	if b := get(""); b != `{"unread":3,"cursor":"AQ"}` || len(reports) != 0 {
+	if b := get(""); b != `{"unread":3,"unread_by_type":{"notification":3},"cursor":"AQ"}` || len(reports) != 0 {
 		t.Fatalf("right answer: body %s, reports %v", b, reports)
 	}
 	if b := get("?wrong=1"); b != `{"unread":"3"}` {
