@@ -57,8 +57,9 @@ func TestClientJSIsMinifiedGzippedAndCached(t *testing.T) {
 	if !bytes.Contains(plain.body, []byte("Pollbox")) {
 		t.Errorf("served client.js lost its global Pollbox")
 	}
-	// The ES5 check proper is es-check's, in scripts/test.sh; this catches
-	// the one ES2016 rewrite the minifier makes whatever its version.
+	// The ES5 checks proper are es-check's (syntax, in scripts/test.sh) and
+	// TestClientJSRunsInES5Engine's (built-ins); this catches the one ES2016
+	// rewrite the minifier makes whatever its version.
 	if i := bytes.Index(plain.body, []byte("**")); i >= 0 {
 		t.Errorf("served client.js has the ES2016 operator **: %q", plain.body[max(0, i-40):min(len(plain.body), i+40)])
 	}
@@ -91,6 +92,10 @@ func TestClientJSIsMinifiedGzippedAndCached(t *testing.T) {
 		}
 		if ae == "gzip" {
 			t.Logf("client.js gzipped: %d bytes", len(gz.body))
+			// The size README promises: an app loads it on every page.
+			if len(gz.body) > clientJSGzipMax {
+				t.Errorf("client.js gzipped is %d bytes, more than %d", len(gz.body), clientJSGzipMax)
+			}
 		}
 		if gt := gz.header.Get("ETag"); gt == etag || gt == "" {
 			t.Errorf("gzipped ETag %q, plain %q: a strong ETag differs per encoding", gt, etag)
@@ -148,6 +153,9 @@ func TestClientJSIsMinifiedGzippedAndCached(t *testing.T) {
 		t.Errorf("client.js?v=<another version>: %d, Cache-Control %q", other.status, other.header.Get("Cache-Control"))
 	}
 }
+
+// clientJSGzipMax bounds /client.js as served gzipped.
+const clientJSGzipMax = 6 * 1024
 
 func containsToken(values []string, token string) bool {
 	for _, v := range values {

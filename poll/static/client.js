@@ -1,22 +1,30 @@
 /*!
  * pollbox browser client 1.0.0
  * In-app notifications over HTTP long-polling. Plain ES5 + XMLHttpRequest,
- * no dependencies; about 10 KB minified, 4.3 KB gzipped.
+ * no dependencies; about 13 KB minified, 5.2 KB gzipped.
  */
 // var c = Pollbox.connect({
 //   url: 'https://host',          // API base URL ('' = same origin)
 //   token: 'jwt', getToken: function (cb) { cb(jwt); },  // getToken also refreshes after a 401
 //   onMessage: fn(msg), onUnread: fn(n, byType), onReset: fn(), onError: fn(err), onState: fn({role, ok}),
+//   onChange: fn(state),          // the inbox state below changed (at most once per tick)
 //   onRevoke: fn(id),             // a publisher revoked message id: remove it if shown
 //   shared: true,                 // tabs of one browser and user share one long-poll
 //   storageKey: 'app',            // optional namespace for the storage keys
-//   historyLimit: 20,             // messages delivered at start (0: none)
+//   historyLimit: 20,             // messages loaded at start (0: none); delivered to onMessage
+//                                 // unless the tab resumes a saved cursor (a reload)
 //   timeout: 25                   // long-poll timeout in seconds (less behind a proxy that
 //                                 // cuts polls sooner: see "proxies" below)
 // });
 // c.history(query, cb)  c.markRead(ids, cb)  c.markAllRead(cb)  c.remove(id, cb)
 // c.publish(body, cb)  c.unread(cb)  c.setToken(t)  c.close()  c.isLeader()  c.cursor()
-// c.state(): {role, ok, wait}; wait = seconds the next poll asks for
+// c.state(): the inbox state, one object until something changes (never mutate it):
+//   {items: [msg, newest first, each with read], unread, unread_by_type, hasMore,
+//    status: 'connecting'|'connected'|'reconnecting'|'stopped', role, ok, wait}
+//   wait = seconds the next poll asks for. c.subscribe(fn) -> unsubscribe; fn() on change.
+// c.loadMore(cb): the next older history page into items. Reads, deletes, revokes and
+// resets show in items, in every tab; reads and deletes on other devices too (the
+// loaded items' flags are refreshed from history when the server reports a change).
 // Callbacks are cb(err, response); err = {status, error, message}.
 // byType is {type: n} of the unread messages (as of the latest answer carrying it).
 //
@@ -194,6 +202,7 @@
     var cur = null, unread, types = {}, typesK = '[]', seen = {}, seenQ = [], pending = null;
     var pollReq = null, retryTimer = null, retryFn = null, tickTimer = null, attempt = 0, refreshed = false;
     var WK = 'pollbox:wait:' + hash(base), wstore = store('localStorage'), mem = null, cuts = [], cutRun = 0;
+    var items = [], more = limit === 0, snap = null, subs = [], emitTimer = null, refreshTimer = null, quiet = 0;
 
     function url(path, q) { return buildURL(base, path, q); }
     function withToken(fn) {
@@ -213,10 +222,11 @@
       if (booting) { bootState = true; return; }
       call(o.onState, {role: role, ok: !!ok});
     }
-    function setRole(r) { if (role !== r) { role = r; emitState(); } }
+    function setRole(r) { if (role !== r) { role = r; changed(); emitState(); } }
     function setOk(v) {
       if (ok !== v) {
         ok = v;
+        changed();
         if (leader) { relay({t: 'k', v: v}); }
         if (role !== 'connecting') { emitState(); }
       }
@@ -227,6 +237,7 @@
       if (typeof n === 'number' && (n !== unread || k !== typesK)) {
         unread = n;
         if (k !== typesK) { types = bt; typesK = k; }
+        changed();
         call(o.onUnread, n, types);
       }
     }
@@ -246,25 +257,127 @@
       if (seenQ.length > SEEN_MAX) { delete seen[seenQ.shift()]; }
       return true;
     }
+    // Messages (oldest first) into the items and, when new to this tab, to onMessage;
+    // returns how many of them were unread and not in the items yet.
     function deliver(list) {
-      for (var i = 0; list && i < list.length; i++) {
+      var i, u = add(list);
+      for (i = 0; list && i < list.length; i++) {
         if (isNew(list[i])) { call(o.onMessage, list[i]); }
       }
+      return u;
     }
     // Revoked ids may name messages this tab never had (history it did not load).
+    // Returns how many unread items they took away.
     function revoke(ids) {
-      for (var i = 0; isArray(ids) && i < ids.length; i++) {
+      for (var i = 0, u = 0; isArray(ids) && i < ids.length; i++) {
         delete seen['$' + ids[i]];
+        u += drop(ids[i]);
         call(o.onRevoke, ids[i]);
       }
+      return u;
     }
-    // A batch from the server (poll or history): deliver, remember, relay when leading.
-    function batch(list, c, n, bt, rv) {
-      deliver(list);
-      revoke(rv);
+    // A batch from the server (poll, or history with h = whether older exists):
+    // deliver, remember, relay when leading. An unread count that the batch does
+    // not explain, or a poll woken (w) by no local read or delete, means another
+    // device read or deleted: the loaded items' flags are refreshed from history.
+    function batch(list, c, n, bt, rv, h, w) {
+      var was = unread, u = deliver(list) - revoke(rv);
+      if (h != null) { setMore(h); }
+      else if (w || (typeof n === 'number' && was != null && n !== was + u)) { refreshSoon(); }
       setUnread(n, bt);
       setCursor(c);
-      if (leader && renew()) { relay({t: 'm', m: list || [], c: cur, u: n, b: bt, v: rv}); }
+      if (leader && renew()) { relay({t: 'm', m: list || [], c: cur, u: n, b: bt, v: rv, h: h, w: w}); }
+    }
+
+    // ---- inbox state (see the header) ------------------------------------------
+    // Copy-on-write: a snapshot handed out never changes.
+    function changed() {
+      snap = null;
+      if (!emitTimer) {
+        emitTimer = later(function () {
+          emitTimer = null;
+          var s = subs.slice(), i;
+          call(o.onChange, snapshot());
+          for (i = 0; i < s.length; i++) { call(s[i]); }
+        }, 0);
+      }
+    }
+    function snapshot() {
+      var w = plannedWait();
+      if (!snap || snap.wait !== w) {
+        snap = {items: items, unread: unread || 0, unread_by_type: types, hasMore: more, role: role, ok: !!ok,
+          status: closed ? 'stopped' : ok == null ? 'connecting' : ok ? 'connected' : 'reconnecting', wait: w};
+      }
+      return snap;
+    }
+    function setMore(h) { if (more !== !!h) { more = !!h; changed(); } }
+    function copy(m, read) {
+      var r = {}, k;
+      for (k in m) { if (Object.prototype.hasOwnProperty.call(m, k)) { r[k] = m[k]; } }
+      r.read = !!read;
+      return r;
+    }
+    function when(m) { return String(m.created_at || ''); }
+    // Adds messages (oldest first) that the items lack, newest first by created_at.
+    function add(list) {
+      var n = items.slice(), has = {}, u = 0, i, j, m;
+      for (i = 0; i < n.length; i++) { has['$' + n[i].id] = 1; }
+      for (i = 0; list && i < list.length; i++) {
+        m = list[i];
+        if (m && m.id != null && !has['$' + m.id]) {
+          has['$' + m.id] = 1;
+          for (j = 0; j < n.length && when(n[j]) > when(m); j++) { /* find its place */ }
+          n.splice(j, 0, copy(m, m.read));
+          if (!m.read) { u++; }
+        }
+      }
+      if (n.length !== items.length) { items = n; changed(); }
+      return u;
+    }
+    // Maps every item through fn: the same item, a changed copy, or null to drop it.
+    function each(fn) {
+      var n = [], c = false, i, r;
+      for (i = 0; i < items.length; i++) {
+        r = fn(items[i]);
+        if (r !== items[i]) { c = true; }
+        if (r) { n.push(r); }
+      }
+      if (c) { items = n; changed(); }
+    }
+    function drop(id) {
+      var u = 0;
+      each(function (m) { return m.id === id ? (u = m.read ? 0 : 1, null) : m; });
+      return u;
+    }
+    // A read or delete done here (d.l) or in another tab of this browser.
+    function applyLocal(d) {
+      var s = {}, i;
+      quiet = now() + 3000; // the poll it wakes has nothing to refresh
+      for (i = 0; isArray(d.i) && i < d.i.length; i++) { s['$' + d.i[i]] = 1; }
+      each(function (m) { return !m.read && (d.a || s['$' + m.id]) ? copy(m, true) : m; });
+      if (d.d != null) { drop(d.d); }
+      setUnread(d.u, d.b);
+      if (d.l) { d.l = 0; relay(d); }
+    }
+    // Re-reads the loaded items' read flags from history; drops those it no longer has.
+    function refreshSoon() {
+      if (refreshTimer || closed || !items.length) { return; }
+      refreshTimer = later(function () {
+        var had = {}, i;
+        for (i = 0; i < items.length; i++) { had['$' + items[i].id] = 1; }
+        api('GET', '/v1/messages', {limit: Math.min(100, items.length)}, undefined, function (e, d) {
+          refreshTimer = null;
+          if (e || closed) { return; }
+          var got = {}, list = d.messages || [], edge = d.next && list.length ? when(list[list.length - 1]) : '';
+          for (i = 0; i < list.length; i++) { got['$' + list[i].id] = list[i]; }
+          each(function (m) {
+            var g = got['$' + m.id];
+            if (g) { return !g.read === !m.read ? m : copy(m, g.read); }
+            return had['$' + m.id] && when(m) > edge ? null : m;
+          });
+          setUnread(d.unread, d.unread_by_type);
+        });
+      }, 300);
     }
 
     // ---- errors and retries -------------------------------------------------
@@ -329,7 +442,7 @@
         for (i = 0; extra && i < extra.length; i++) {
           if (!ids['$' + extra[i].id]) { pre.push(extra[i]); }
         }
-        batch(pre.concat(list), d.cursor, d.unread, d.unread_by_type);
+        batch(pre.concat(list), d.cursor, d.unread, d.unread_by_type, null, limit > 0 ? d.next != null : true);
         done();
       };
       if (limit > 0) { api('GET', '/v1/messages', {limit: limit}, undefined, after); }
@@ -389,11 +502,13 @@
           if (d.reset) {
             if (leader) { relay({t: 'r'}); }
             forget();
+            each(function () { return null; });
             call(o.onReset);
             dropCursor();
             return loadHistory(poll, list);
           }
-          batch(list, d.cursor, d.unread, d.unread_by_type, d.revoked);
+          batch(list, d.cursor, d.unread, d.unread_by_type, d.revoked, null,
+            !list.length && !(d.revoked && d.revoked.length) && took >= 1 && took < wait - 1 && now() > quiet);
           // A server or proxy that answers at once with nothing new must not spin us.
           if (wait && !list.length && !(d.revoked && d.revoked.length) && !d.more && d.unread === before &&
               now() - t0 < 1000) {
@@ -422,11 +537,11 @@
       if (closed || !d) { return; }
       if (pending) { pending.push(d); return; }
       if (d.t === 'm') {
-        deliver(d.m);
-        revoke(d.v);
-        if (!leader) { setUnread(d.u, d.b); setCursor(d.c); setOk(true); }
+        if (leader) { deliver(d.m); revoke(d.v); } else { batch(d.m, d.c, d.u, d.b, d.v, d.h, d.w); setOk(true); }
+      } else if (d.t === 'x') {
+        applyLocal(d);
       } else if (d.t === 'r') {
-        if (!leader) { forget(); call(o.onReset); }
+        if (!leader) { forget(); each(function () { return null; }); call(o.onReset); }
       } else if (d.t === 'e') {
         if (!leader) { setOk(false); call(o.onError, d.e); }
       } else if (d.t === 'k') {
@@ -544,9 +659,15 @@
       }
       on(G, 'online', retryNow);
       if (cur) {
-        api('GET', '/v1/unread', null, undefined, function (e, d) {
-          if (!e && d) { setUnread(d.unread, d.unread_by_type); }
-        });
+        // A reload: the history fills the items, onMessage gets what is new since the cursor.
+        api('GET', limit > 0 ? '/v1/messages' : '/v1/unread', limit > 0 ? {limit: limit} : null, undefined,
+          function (e, d) {
+            if (e || closed) { return; }
+            var list = (d.messages || []).slice().reverse();
+            add(list);
+            if (limit > 0) { setMore(d.next != null); }
+            setUnread(d.unread, d.unread_by_type);
+          });
         ready();
       } else {
         loadHistory(ready);
@@ -564,6 +685,7 @@
       on(G, 'beforeunload', resign, 1);
       on(G, 'online', retryNow, 1);
       role = 'stopped';
+      changed();
       emitState();
       if (err) { err.retrying = false; call(o.onError, err); }
     }
@@ -577,19 +699,39 @@
         api('GET', '/v1/messages', q || {}, undefined, cb);
       },
       markRead: function (ids, cb) {
-        api('POST', '/v1/read', null, {ids: isArray(ids) ? ids : [ids]}, function (e, d) {
-          if (!e && d) { setUnread(d.unread, d.unread_by_type); }
+        ids = isArray(ids) ? ids : [ids];
+        api('POST', '/v1/read', null, {ids: ids}, function (e, d) {
+          if (!e && d) { applyLocal({t: 'x', l: 1, i: ids, u: d.unread, b: d.unread_by_type}); }
           call(cb, e, d);
         });
       },
       markAllRead: function (cb) {
         api('POST', '/v1/read', null, {all: true}, function (e, d) {
-          if (!e && d) { setUnread(d.unread, d.unread_by_type); }
+          if (!e && d) { applyLocal({t: 'x', l: 1, a: 1, u: d.unread, b: d.unread_by_type}); }
           call(cb, e, d);
         });
       },
       remove: function (id, cb) {
-        api('DELETE', '/v1/messages/' + encodeURIComponent(id), null, undefined, cb);
+        api('DELETE', '/v1/messages/' + encodeURIComponent(id), null, undefined, function (e, d) {
+          if (!e) { applyLocal({t: 'x', l: 1, d: id}); }
+          call(cb, e, d);
+        });
+      },
+      loadMore: function (cb) {
+        var last = items[items.length - 1];
+        api('GET', '/v1/messages', {limit: limit || 20, before: last ? last.id : null}, undefined, function (e, d) {
+          if (!e && !closed) {
+            add((d.messages || []).slice().reverse());
+            setMore(d.next != null);
+          }
+          call(cb, e, d);
+        });
+      },
+      subscribe: function (fn) {
+        subs.push(fn);
+        return function () {
+          for (var i = 0; i < subs.length; i++) { if (subs[i] === fn) { subs.splice(i, 1); return; } }
+        };
       },
       publish: function (body, cb) { api('POST', '/v1/publish', null, body, cb); },
       unread: function (cb) {
@@ -602,7 +744,7 @@
       close: function () { stop(null); },
       isLeader: function () { return !closed && (shared ? leader : role === 'single'); },
       cursor: function () { return cur; },
-      state: function () { return {role: role, ok: !!ok, wait: plannedWait()}; }
+      state: snapshot
     };
   }
 
