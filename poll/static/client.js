@@ -457,6 +457,7 @@
     function learn(w) {
       mem = w ? {w: w, p: now() + PROBE_MS} : null;
       if (wstore) { sset(wstore, WK, mem); }
+      changed();
     }
     function plannedWait() {
       var l = learnt();

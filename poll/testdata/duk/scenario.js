@@ -118,6 +118,29 @@ flush();
 eq(ids(a.state()), ['m4+', 'm1+', 'm0+'], 'A items after loadMore');
 eq([a.state().hasMore, got.messages.length], [false, 1], 'A after loadMore');
 
+// 7b. A poll woken early with nothing new and no local read or delete: another
+//     device deleted something; each tab refreshes its items (m1 and m0 are gone).
+advance(2000);
+answer(take(A, 'GET', '/v1/poll'), 200, pollAnswer([], 0, 'c4'));
+advance(400);
+fresh = page([msg('m4', 4, true)], null, 0, 'c4');
+answer(take(A, 'GET', '/v1/messages'), 200, fresh);
+answer(take(B, 'GET', '/v1/messages'), 200, fresh);
+flush();
+eq(ids(a.state()), ['m4+'], 'A items after a delete on another device');
+eq(ids(b.state()), ['m4+'], 'B items after a delete on another device');
+
+// 7c. A failed poll: both tabs show reconnecting, then connected again.
+answer(take(A, 'GET', '/v1/poll'), 503, {error: 'unavailable', message: 'x'});
+flush();
+eq([a.state().status, b.state().status], ['reconnecting', 'reconnecting'], 'status after a 503');
+advance(1100);
+r = take(A, 'GET', '/v1/poll');
+eq(param(r, 'timeout'), '0', 'the poll after a failure does not wait');
+answer(r, 200, pollAnswer([], 0, 'c4'));
+flush();
+eq([a.state().status, b.state().status], ['connected', 'connected'], 'status after recovery');
+
 // 8. Reset: both tabs clear their items and show the history again.
 answer(take(A, 'GET', '/v1/poll'), 200, pollAnswer([msg('m5', 5)], 1, 'c5', {reset: true}));
 flush();
