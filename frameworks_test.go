@@ -10,7 +10,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -223,5 +226,21 @@ func checkView(t *testing.T, tb *pageTab, want fwWant) {
 	if !slices.Equal(v.IDs, want.IDs) || (want.Unread != nil && !slices.Equal(v.Unread, want.Unread)) ||
 		(want.Badge != nil && v.Badge != *want.Badge) {
 		t.Errorf("%s shows %+v, want %+v", tb.name, v, want)
+	}
+}
+
+// TestFrameworkBuildsPinnedInCI: .ci/run pre-installs the very builds the
+// framework tests ask for.
+func TestFrameworkBuildsPinnedInCI(t *testing.T) {
+	b, err := os.ReadFile(".ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^FRONTEND_NPM_SPECS="([^"]*)"$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal(".ci/run sets no FRONTEND_NPM_SPECS")
+	}
+	if got, want := string(m[1]), strings.Join(npmSpecs, " "); got != want {
+		t.Errorf(".ci/run installs %q, the framework tests want %q", got, want)
 	}
 }
