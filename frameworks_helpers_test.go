@@ -5,9 +5,12 @@ package main
 // next to a proxied pollbox, and what a page shows.
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -15,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,6 +128,7 @@ type fwStack struct {
 	example string   // path in the repository
 	mount   string   // JavaScript that mounts the example into #app; `token` is set
 	badge   string   // CSS selector of the unread badge
+	open    string   // CSS selector to click (with the mouse) to show the list, if hidden
 }
 
 var fwStacks = []fwStack{
@@ -131,12 +136,12 @@ var fwStacks = []fwStack{
 		mount: `window.inbox = pollboxBell(document.getElementById('app'), {url: '', token: token});`},
 	{name: "vue2.6-element", css: []string{"element-ui/lib/theme-chalk/index.css"},
 		scripts: []string{"vue26/dist/vue.js", "element-ui/lib/index.js"},
-		example: "examples/vue2-eladmin/PollboxBell.js", badge: ".el-badge__content",
+		example: "examples/vue2-eladmin/PollboxBell.js", badge: ".el-badge__content", open: ".el-badge",
 		mount: `new Vue({el: '#app', template: '<pollbox-bell url="" :get-token="getToken" />',
 			methods: {getToken: function (cb) { cb(token); }}});`},
 	{name: "vue2.7-element", css: []string{"element-ui/lib/theme-chalk/index.css"},
 		scripts: []string{"vue27/dist/vue.js", "element-ui/lib/index.js"},
-		example: "examples/vue2-eladmin/PollboxBell.js", badge: ".el-badge__content",
+		example: "examples/vue2-eladmin/PollboxBell.js", badge: ".el-badge__content", open: ".el-badge",
 		mount: `new Vue({el: '#app', template: '<pollbox-bell url="" :get-token="getToken" />',
 			methods: {getToken: function (cb) { cb(token); }}});`},
 	{name: "vue3", scripts: []string{"vue3/dist/vue.global.js"},
@@ -196,10 +201,11 @@ window.__view = function () {
 // passes /client.js and /v1/ to pollbox. Polls can be held at the door.
 type fwFront struct {
 	*httptest.Server
-	mu   sync.Mutex
-	gate chan struct{} // closed: polls pass; nil: no gate
-	held chan struct{} // gets a value when a poll is held
-	poll atomic.Int32  // polls passed to pollbox and not answered yet
+	mu     sync.Mutex
+	gate   chan struct{} // closed: polls pass; nil: no gate
+	held   chan struct{} // gets a value when a poll is held
+	poll   atomic.Int32  // polls passed to pollbox and not answered yet
+	resets atomic.Int32  // poll answers that said reset
 }
 
 func newFWFront(t *testing.T, st fwStack, pollbox, npm string) *fwFront {
@@ -210,6 +216,31 @@ func newFWFront(t *testing.T, st fwStack, pollbox, npm string) *fwFront {
 	}
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	f := &fwFront{held: make(chan struct{}, 16)}
+	proxy.ModifyResponse = func(res *http.Response) error {
+		if res.Request.URL.Path != "/v1/poll" || res.StatusCode != http.StatusOK {
+			return nil
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		res.Body = io.NopCloser(bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		if res.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(b))
+			if err != nil {
+				return err
+			}
+			if b, err = io.ReadAll(zr); err != nil {
+				return err
+			}
+		}
+		var a struct{ Reset bool }
+		if json.Unmarshal(b, &a) == nil && a.Reset {
+			f.resets.Add(1)
+		}
+		return nil
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/client.js", proxy)
 	mux.Handle("/v1/", proxy)
@@ -316,8 +347,9 @@ func waitView(t *testing.T, tb *pageTab, timeout time.Duration, what string, wan
 	b, _ := json.Marshal(want)
 	at, err := waitFor[int64](tb, timeout, jsViewIs, string(b))
 	if err != nil {
-		got, _ := json.Marshal(viewOf(t, tb))
-		t.Fatalf("%s: waiting %v for %s: %v\nwant %s\nshows %s", tb.name, timeout, what, err, b, got)
+		v := viewOf(t, tb)
+		got, _ := json.Marshal(v)
+		t.Fatalf("%s: waiting %v for %s: %v%s\nwant %s\nshows %s", tb.name, timeout, what, err, orderHint(v.IDs, want.IDs), b, got)
 	}
 	return at
 }
@@ -333,6 +365,26 @@ func click(t *testing.T, tb *pageTab, sel string) int64 {
 		t.Fatalf("%s: nothing to click at %s; page shows %+v", tb.name, sel, viewOf(t, tb))
 	}
 	return at
+}
+
+// orderHint says where got lists the ids of want in another order.
+func orderHint(got, want []string) string {
+	if want == nil || len(got) != len(want) {
+		return ""
+	}
+	a, b := slices.Clone(got), slices.Clone(want)
+	slices.Sort(a)
+	slices.Sort(b)
+	if !slices.Equal(a, b) {
+		return ""
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return fmt.Sprintf("\nthe same ids in another order: from position %d, %v where %v is expected", i,
+				got[i:min(i+2, len(got))], want[i:min(i+2, len(want))])
+		}
+	}
+	return ""
 }
 
 func strp(s string) *string { return &s }

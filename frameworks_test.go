@@ -82,6 +82,16 @@ func testStack(t *testing.T, env *fwEnv, st fwStack) {
 	}
 	three := fwWant{IDs: reversed(ids), Unread: reversed(ids), Badge: strp("3")}
 	waitView(t, tab1, 5*time.Second, "three unread items", three)
+	if st.open != "" {
+		tab1.do(t, 10*time.Second, "clicking "+st.open, chromedp.Click(chromedp.CSS(st.open)))
+	}
+	if _, err := waitFor[bool](tab1, 5*time.Second, `function () {
+		var els = document.querySelectorAll('[data-id]'), i;
+		for (i = 0; i < els.length; i++) { if (!els[i].offsetParent) { return false; } }
+		return els.length === 3;
+	}`); err != nil {
+		t.Fatalf("%s: the three items are not visible: %v; page shows %+v", tab1.name, err, viewOf(t, tab1))
+	}
 
 	// A reload shows the same three, none twice, and stays so once connected.
 	tab1.do(t, 20*time.Second, "reloading", chromedp.Reload())
@@ -187,6 +197,9 @@ func testReset(t *testing.T, env *fwEnv, st fwStack) {
 	// The reset answer's messages and the newest 20 of history, without a gap.
 	waitView(t, tb, 10*time.Second, "the newest messages after the reset, the trimmed ones gone",
 		fwWant{Absent: []string{first, second}, PrefixOf: h, MinLen: 20})
+	if front.resets.Load() == 0 {
+		t.Errorf("%s: pollbox never answered the tab's poll with reset", tb.name)
+	}
 	if v := viewOf(t, tb); len(v.Errors) > 0 {
 		t.Errorf("%s: the page reported %q", tb.name, v.Errors)
 	}
