@@ -1,8 +1,9 @@
 // The navbar bell of an eladmin / smpe-admin front end: Vue 2.6 or 2.7 with
 // Element UI. In the project this is src/components/PollboxBell/index.vue
 // (template in <template>, `export default` the options); here a global
-// component, so that a page with vue.js, Element UI and /client.js can use it:
-//   <pollbox-bell url="/pollbox" :get-token="cb => cb(getToken().replace(/^Bearer /, ''))" />
+// component, so that a page with vue.js, Element UI and /client.js can use it.
+// In the navbar: <pollbox-bell url="/pollbox" :get-token="pollboxToken" />, with
+//   methods: { pollboxToken(cb) { cb(getToken().replace(/^Bearer /, '')) } }
 // (getToken from '@/utils/auth'; the stored token starts with 'Bearer ').
 Vue.component('pollbox-bell', {
   props: { url: { type: String, default: '' }, getToken: { type: Function, required: true } },
