@@ -127,6 +127,11 @@ func testStack(t *testing.T, env *fwEnv, st fwStack) {
 	for _, tb := range []*pageTab{tab1, tab2} {
 		waitView(t, tb, 5*time.Second, "the message to revoke", withR)
 	}
+	// A click on an item marks it read, in both tabs.
+	click(t, tab1, `[data-id="`+rid+`"]`)
+	for _, tb := range []*pageTab{tab1, tab2} {
+		waitView(t, tb, 5*time.Second, "the clicked item read", fwWant{IDs: withR.IDs, Unread: []string{}, Badge: strp("0")})
+	}
 	if res, err := do(env.hc, "DELETE", env.main.base+"/v1/publish/"+pid, env.admin, nil, 10*time.Second); err != nil || res.Status != http.StatusOK {
 		t.Fatalf("revoke %s: %v %s", pid, err, res)
 	}
