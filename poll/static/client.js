@@ -317,8 +317,20 @@
       r.read = !!read;
       return r;
     }
+    // Items keep the server's order (README, "Order"): by time, then by the
+    // entry id's sequence within its millisecond, then broadcast, groups by
+    // name, the inbox.
     function when(m) { return String(m.created_at || ''); }
-    // Adds messages (oldest first) that the items lack, newest first by created_at.
+    function rank(m) {
+      var id = String(m.id), d = id.lastIndexOf('.'), s = id.slice(0, d);
+      return [when(m), +id.slice(d + 1).split('-')[1] || 0,
+        s === 'b' ? '0' : s.charAt(0) === 'g' ? '1' + s : '2'];
+    }
+    function newer(a, b) { // a sorts after b
+      var x = rank(a), y = rank(b);
+      return x[0] !== y[0] ? x[0] > y[0] : x[1] !== y[1] ? x[1] > y[1] : x[2] > y[2];
+    }
+    // Adds messages (oldest first) that the items lack, newest first.
     function add(list) {
       var n = items.slice(), has = {}, u = 0, i, j, m;
       for (i = 0; i < n.length; i++) { has['$' + n[i].id] = 1; }
@@ -326,7 +338,7 @@
         m = list[i];
         if (m && m.id != null && !has['$' + m.id]) {
           has['$' + m.id] = 1;
-          for (j = 0; j < n.length && when(n[j]) > when(m); j++) { /* find its place */ }
+          for (j = 0; j < n.length && newer(n[j], m); j++) { /* find its place */ }
           n.splice(j, 0, copy(m, m.read));
           if (!m.read) { u++; }
         }
@@ -368,12 +380,12 @@
         api('GET', '/v1/messages', {limit: Math.min(100, items.length)}, undefined, function (e, d) {
           refreshTimer = null;
           if (e || closed) { return; }
-          var got = {}, list = d.messages || [], edge = d.next && list.length ? when(list[list.length - 1]) : '';
+          var got = {}, list = d.messages || [], edge = d.next && list.length ? list[list.length - 1] : null;
           for (i = 0; i < list.length; i++) { got['$' + list[i].id] = list[i]; }
           each(function (m) {
             var g = got['$' + m.id];
             if (g) { return !g.read === !m.read ? m : copy(m, g.read); }
-            return had['$' + m.id] && when(m) > edge ? null : m;
+            return had['$' + m.id] && (!edge || newer(m, edge)) ? null : m;
           });
           setUnread(d.unread, d.unread_by_type);
         });
@@ -665,6 +677,7 @@
           function (e, d) {
             if (e || closed) { return; }
             var list = (d.messages || []).slice().reverse();
+            setOk(true); // the server answers: connected, also before the first poll does
             add(list);
             if (limit > 0) { setMore(d.next != null); }
             setUnread(d.unread, d.unread_by_type);

@@ -169,6 +169,7 @@ answer(h, 200, page([msg('m6', 6), msg('m5', 5), msg('m4', 4, true)], 'm4', 2, '
 advance(400);
 eq(ids(a2.state()), ['m6', 'm5', 'm4+'], 'A2 items after the reload');
 eq([a2.state().unread, a2.state().hasMore, a2.state().role], [2, true, 'follower'], 'A2 after the reload');
+eq(a2.state().status, 'connected', 'A2 status once the history answered, before any poll');
 eq(la2.join().indexOf('msg '), -1, 'A2 onMessage for history after a reload');
 answer(r, 200, pollAnswer([msg('m6', 6)], 2, 'c7'));
 flush();
@@ -193,4 +194,20 @@ b.close();
 a2.close();
 flush();
 eq(calls, 1, 'subscriber calls after unsubscribe');
+
+// 9. Messages of one millisecond keep the server's order across a page
+//    boundary: sequence within the millisecond, then broadcast, groups, inbox.
+function tie(id) { return {id: id, type: 'like', title: id, created_at: '2026-11-30T00:00:09.000Z', read: false}; }
+var T = newTab(), t9 = T.Pollbox.connect({url: 'http://pb', token: 'tok', historyLimit: 2, shared: false, storageKey: 'tie'});
+answer(take(T, 'GET', '/v1/messages'), 200,
+  page([tie('u.1796000000000-3'), tie('u.1796000000000-2')], 'u.1796000000000-2', 4, 'c9'));
+flush();
+t9.loadMore();
+answer(take(T, 'GET', '/v1/messages'), 200,
+  page([tie('u.1796000000000-1'), tie('g.ops.1796000000000-1'), tie('b.1796000000000-1')], null, 5, 'c9'));
+flush();
+eq(ids(t9.state()), ['u.1796000000000-3', 'u.1796000000000-2', 'u.1796000000000-1', 'g.ops.1796000000000-1',
+  'b.1796000000000-1'], 'one millisecond across pages, in the server order');
+t9.close();
+flush();
 print('PASS scenario');
