@@ -1,7 +1,6 @@
 package inbox
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,22 +9,39 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Hub wakes waiting polls when the streams they wait on grow. Each pollbox
-// instance holds exactly one Redis subscription (to the wake channel) no
-// matter how many polls wait; publishers PUBLISH the key of the stream
-// they appended to (and a description of the new entry) in the same
-// script as the XADD. A waiting poll
-// therefore holds no Redis connection at all, only a Waiter in a map.
+// Hub wakes waiting polls when the streams they wait on grow. Publishers
+// PUBLISH (SPUBLISH on a cluster) the key of the stream they appended to,
+// and a description of the new entry, on that stream's own wake-up channel
+// (see wakeChannel), in the same script as the XADD. The hub subscribes to
+// a key's channel while a poll here waits on the key, and for Linger after
+// the last one leaves, so an instance receives only the wake-ups of the
+// streams its polls wait on, and a re-poll causes no subscribe churn.
+// Channels are batched over a few pub/sub connections: Conns of them on a
+// single node, one per master on a cluster (sharded pub/sub, so that a
+// wake-up stays in the shard that owns its stream). A waiting poll
+// therefore holds no Redis connection, only a Waiter in a map.
 //
-// Correctness rests on ordering: a poll registers its Waiter first and
-// reads its streams second. An entry added before the read is seen by the
-// read; one added after it publishes a wake-up that finds the Waiter
-// already registered. Wake-ups lost while the subscription was down are
-// covered by waking every waiter whenever the subscription (re)starts or
-// fails, so they re-read instead of sleeping to their timeout.
+// Correctness rests on ordering: a poll registers its Waiter, its
+// channels are confirmed subscribed, and it reads its streams. An entry
+// added before the read is seen by the read; one added after it publishes
+// a wake-up on a channel already confirmed. A poll whose read ran before
+// the confirmation (it reads Redis at once, trusting nothing) is woken by
+// the confirmation to read again, so it never sleeps on a channel not yet
+// confirmed. Wake-ups lost while a connection was down are covered the
+// same way: losing a connection, and confirming its channels again, wakes
+// every waiter of their keys to re-read.
 type Hub struct {
-	rdb     redis.UniversalClient
-	channel string
+	rdb redis.UniversalClient
+	// chanOf names a key's wake-up channel.
+	chanOf func(key string) string
+	// sharded: a cluster, where channels are SSUBSCRIBEd on their owner.
+	sharded bool
+	// Conns is the number of pub/sub connections on a single node
+	// (default 4); set before Run.
+	Conns int
+	// Linger is how long a channel stays subscribed after its last waiter
+	// left (default 2 minutes); set before Run.
+	Linger time.Duration
 
 	// Waiters by key, in shards with a lock each: thousands of polls
 	// register and unregister at once after a broadcast, and one lock for
@@ -33,32 +49,38 @@ type Hub struct {
 	shards  [hubShards]hubShard
 	waiting atomic.Int64
 
-	// onNotify and onWakeAll run before any waiter is woken, so caches that
-	// depend on wake-ups are invalid before a woken poll can consult them.
-	onNotify  func(key, payload string)
-	onWakeAll func()
+	subs hubSubs
 
-	connected  atomic.Bool
+	// onNotify runs before any waiter is woken, so caches that depend on
+	// wake-ups are invalid before a woken poll can consult them; onChannel
+	// likewise when a key's channel is confirmed or lost.
+	onNotify  func(key, payload string)
+	onChannel func(key string)
+
 	reconnects atomic.Int64
-	// OnEvent, if set before Run, is told of "reconnected", "lost" and
-	// "wake" events (for metrics). It must not block.
+	received   atomic.Int64 // wake-ups received
+	subscribed atomic.Int64 // channels sent in (S)SUBSCRIBE commands
+	// OnEvent, if set before Run, is told of "lost" (a first connection
+	// lost), "reconnected" (all back) and "wake" events (for metrics). It
+	// must not block.
 	OnEvent func(event string)
 	// OnLost, if set before Run, receives the error that ended a
 	// subscription (for the log). It must not block.
 	OnLost func(err error)
 
 	// Fault injection for tests (nil in production): drop, when it returns
-	// true, makes the hub behave as if a wake-up never arrived.
+	// true, makes the hub behave as if a wake-up never arrived; hold, when
+	// it returns true, keeps a channel's subscribe unsent.
 	drop func(payload string) bool
-	// cur is the live subscription, so that tests can cut it (kick).
-	cur atomic.Pointer[redis.PubSub]
+	hold func(channel string) bool
 }
 
 // Waiter is one waiting poll's registration.
 type Waiter struct {
 	// C receives a value whenever the waiter has been woken since the last Take.
-	C    chan struct{}
-	keys []string
+	C       chan struct{}
+	keys    []string
+	counted bool // in Waiting (only its poll's goroutine touches it)
 
 	mu    sync.Mutex
 	fired map[string]struct{} // nil until a key fires
@@ -77,19 +99,30 @@ func (h *Hub) shard(key string) *hubShard {
 	return &h.shards[groupHash(key)%hubShards]
 }
 
-// NewHub returns a hub for the given wake channel. Call Run to start it.
-func NewHub(rdb redis.UniversalClient, channel string) *Hub {
-	h := &Hub{rdb: rdb, channel: channel}
+// NewHub returns a hub whose keys' wake-up channels chanOf names. Call
+// Run to start it.
+func NewHub(rdb redis.UniversalClient, chanOf func(key string) string) *Hub {
+	h := &Hub{rdb: rdb, chanOf: chanOf, Conns: 4, Linger: 2 * time.Minute}
+	_, h.sharded = rdb.(*redis.ClusterClient)
 	for i := range h.shards {
 		h.shards[i].byKey = map[string]map[*Waiter]struct{}{}
 	}
+	h.subs.init()
 	return h
 }
 
-// Register adds a waiter for the given keys. Unregister it when done.
+// Register adds a waiter for the given keys, counted in Waiting.
+// Unregister it when done.
 func (h *Hub) Register(keys ...string) *Waiter {
+	w := h.register(keys)
+	h.Count(w)
+	return w
+}
+
+// register adds a waiter, not yet counted in Waiting (see Count), and
+// asks for its keys' channels.
+func (h *Hub) register(keys []string) *Waiter {
 	w := &Waiter{C: make(chan struct{}, 1), keys: keys}
-	h.waiting.Add(1)
 	for _, k := range keys {
 		sh := h.shard(k)
 		sh.mu.Lock()
@@ -101,12 +134,27 @@ func (h *Hub) Register(keys ...string) *Waiter {
 		set[w] = struct{}{}
 		sh.mu.Unlock()
 	}
+	h.want(keys)
 	return w
 }
 
-// Unregister removes a waiter.
+// Count counts w in Waiting: a poll is counted once its channels are
+// confirmed (see Store.confirmed), when a change is sure to wake it.
+func (h *Hub) Count(w *Waiter) {
+	if !w.counted {
+		w.counted = true
+		h.waiting.Add(1)
+	}
+}
+
+// Unregister removes a waiter (nil: none).
 func (h *Hub) Unregister(w *Waiter) {
-	h.waiting.Add(-1)
+	if w == nil {
+		return
+	}
+	if w.counted {
+		h.waiting.Add(-1)
+	}
 	for _, k := range w.keys {
 		sh := h.shard(k)
 		sh.mu.Lock()
@@ -118,16 +166,18 @@ func (h *Hub) Unregister(w *Waiter) {
 		}
 		sh.mu.Unlock()
 	}
+	h.unwant(w.keys)
 }
 
 // Waiting returns the number of registered waiters.
 func (h *Hub) Waiting() int { return int(h.waiting.Load()) }
 
-// Connected reports whether the subscription is currently live.
-func (h *Hub) Connected() bool { return h.connected.Load() }
-
-// Reconnects returns how many times the subscription was (re)established after the first.
+// Reconnects returns how many times the hub became whole again (every
+// lost pub/sub connection back) after losing some.
 func (h *Hub) Reconnects() int64 { return h.reconnects.Load() }
+
+// Received returns how many wake-ups reached this instance.
+func (h *Hub) Received() int64 { return h.received.Load() }
 
 // Notify wakes the waiters of a key, as a message on the wake channel
 // does. The payload is the key, optionally followed by a newline and a
@@ -148,11 +198,26 @@ func (h *Hub) Notify(payload string) {
 	sh.mu.Unlock()
 }
 
+// wakeKeys wakes the waiters of keys and tells them to re-read
+// everything: their channels were confirmed or lost.
+func (h *Hub) wakeKeys(keys []string) {
+	for _, k := range keys {
+		if h.onChannel != nil {
+			h.onChannel(k)
+		}
+	}
+	for _, k := range keys {
+		sh := h.shard(k)
+		sh.mu.Lock()
+		for w := range sh.byKey[k] {
+			w.fire("", true)
+		}
+		sh.mu.Unlock()
+	}
+}
+
 // WakeAll wakes every waiter and tells it to re-read everything.
 func (h *Hub) WakeAll() {
-	if h.onWakeAll != nil {
-		h.onWakeAll()
-	}
 	// Every waiter is in the set of each of its keys: firing one twice is harmless.
 	for i := range h.shards {
 		sh := &h.shards[i]
@@ -190,105 +255,4 @@ func (w *Waiter) Take() (keys map[string]struct{}, all bool) {
 	keys, all = w.fired, w.all
 	w.fired, w.all = nil, false
 	return keys, all
-}
-
-func (h *Hub) event(e string) {
-	if h.OnEvent != nil {
-		h.OnEvent(e)
-	}
-}
-
-// Run holds the subscription until ctx ends, resubscribing with backoff
-// whenever it fails. It always returns ctx's error.
-func (h *Hub) Run(ctx context.Context) error {
-	backoff := 50 * time.Millisecond
-	first := true
-	for ctx.Err() == nil {
-		ps := h.rdb.Subscribe(ctx, h.channel)
-		h.cur.Store(ps)
-		// The blocking read does not watch ctx; closing the subscription
-		// is what ends it at once when ctx ends.
-		stopClose := context.AfterFunc(ctx, func() { _ = ps.Close() })
-		err := h.receive(ctx, ps, &first, &backoff)
-		stopClose()
-		_ = ps.Close()
-		h.connected.Store(false)
-		if ctx.Err() != nil {
-			break
-		}
-		h.event("lost")
-		if h.OnLost != nil {
-			h.OnLost(err)
-		}
-		// Waiters must not trust that nothing happened while we were away.
-		h.WakeAll()
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		// A short cap: a publish accepted right after Redis returns wakes
-		// nobody until the subscription is back, so the cap bounds that delay.
-		if backoff *= 2; backoff > 250*time.Millisecond {
-			backoff = 250 * time.Millisecond
-		}
-	}
-	h.connected.Store(false)
-	return ctx.Err()
-}
-
-// receive reads wake-ups until the connection fails.
-func (h *Hub) receive(ctx context.Context, ps *redis.PubSub, first *bool, backoff *time.Duration) error {
-	// A bounded wait lets a silent dead connection be found: after a quiet
-	// period the hub pings, and if the next period passes without the Pong
-	// (or anything else) arriving, the connection is given up.
-	pingPending := false
-	for ctx.Err() == nil {
-		msg, err := ps.ReceiveTimeout(ctx, 15*time.Second)
-		if err != nil {
-			if isTimeout(err) && h.connected.Load() && !pingPending {
-				if perr := ps.Ping(ctx); perr == nil {
-					pingPending = true
-					continue
-				}
-			}
-			return err
-		}
-		pingPending = false
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				// Wake (and clear caches) before declaring the subscription
-				// live, so nothing computed while it was down is trusted.
-				h.WakeAll()
-				h.connected.Store(true)
-				*backoff = 50 * time.Millisecond
-				if !*first {
-					h.reconnects.Add(1)
-					h.event("reconnected")
-				}
-				*first = false
-			}
-		case *redis.Message:
-			h.event("wake")
-			if h.drop != nil && h.drop(m.Payload) {
-				continue
-			}
-			h.Notify(m.Payload)
-		case *redis.Pong:
-		}
-	}
-	return ctx.Err()
-}
-
-// kick closes the live subscription, as a network failure would (tests).
-func (h *Hub) kick() {
-	if ps := h.cur.Load(); ps != nil {
-		_ = ps.Close()
-	}
-}
-
-func isTimeout(err error) bool {
-	type timeout interface{ Timeout() bool }
-	t, ok := err.(timeout)
-	return ok && t.Timeout()
 }

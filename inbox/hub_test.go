@@ -23,7 +23,7 @@ func signalled(w *Waiter) bool {
 
 func TestHubWaiters(t *testing.T) {
 	t.Parallel()
-	h := NewHub(nil, "wake")
+	h := NewHub(nil, nil)
 	w1 := h.Register("a", "b")
 	w2 := h.Register("b")
 	if n := h.Waiting(); n != 2 {
@@ -90,7 +90,7 @@ func TestHubWaiters(t *testing.T) {
 func TestHubRunStopsWithContext(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, b backend) {
-		h := NewHub(b.rdb, redistest.Prefix(t)+"wake")
+		h := NewHub(b.rdb, keys{redistest.Prefix(t)}.wake)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- h.Run(ctx) }()
@@ -159,12 +159,14 @@ func TestHubSurvivesKilledSubscription(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 	events := make(chan string, 64)
-	s := newStore(t, rdb, Options{}, hubEvents(events))
+	// One pub/sub connection, so that one CLIENT KILL cuts every channel.
+	s := newStore(t, rdb, Options{}, hubEvents(events), func(s *Store) { s.Hub().Conns = 1 })
 	r := Reader{User: "42"}
 	c := tail(t, s, r)
 
 	w := s.Hub().Register("nothing-ever-writes-here")
 	defer s.Hub().Unregister(w)
+	waitFor(t, 5*time.Second, "a confirmed channel", func() bool { return s.Hub().Confirmed("nothing-ever-writes-here") })
 	w.Take()
 	signalled(w)
 	waiting := goPoll(ctx, s, r, PollOptions{Cursor: c, Wait: 30 * time.Second})
@@ -215,6 +217,7 @@ func TestHubSurvivesRestart(t *testing.T) {
 	events := make(chan string, 64)
 	s := newStore(t, rdb, Options{}, hubEvents(events))
 	r := Reader{User: "42"}
+	listen(t, s, s.k.inbox(r.User)) // a subscription to lose
 	kept := toUser(t, s, "42", "kept")
 
 	srv.Kill()

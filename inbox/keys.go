@@ -20,8 +20,10 @@ import "strings"
 //	<p>gidem:{<group>}:<sender>:<k>  same for a group stream
 //	<p>bidem:{<p>broadcast}:<sender>:<k>  same for broadcast; the tag is the broadcast key's own
 //	                       name so both hash to one slot
-//	<p>wake                pub/sub channel: payload is the key of a stream that
-//	                       grew, or of a read-state hash that changed
+//	<p>wake:<key>          pub/sub channel of one stream or read-state key (see
+//	                       wakeChannel): payload is the key of the stream that
+//	                       grew, or of the read-state hash that changed;
+//	<p>wake:{<p>broadcast} for the broadcast stream (SPUBLISH on a cluster)
 //	<p>utype:{<user>}      hash: unread inbox entry id → its type (the members of unread)
 //	<p>tunread:{<user>}    hash: type → unread inbox count (no fields at 0)
 //
@@ -42,7 +44,7 @@ func (k keys) expiring(u string) string { return k.p + "expiring:{" + u + "}" }
 func (k keys) read(u string) string     { return k.p + "read:{" + u + "}" }
 func (k keys) seen(u string) string     { return k.p + "seen:{" + u + "}" }
 func (k keys) hidden(u string) string   { return k.p + "hidden:{" + u + "}" }
-func (k keys) wake() string             { return k.p + "wake" }
+func (k keys) wake(key string) string   { return wakeChannel(k.p, key) }
 func (k keys) utype(u string) string    { return k.p + "utype:{" + u + "}" }
 func (k keys) tunread(u string) string  { return k.p + "tunread:{" + u + "}" }
 

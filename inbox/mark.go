@@ -242,5 +242,5 @@ return n
 // comes back.
 func (s *Store) wakeState(ctx context.Context, user string) {
 	s.view.userChanged(user, s.k.inbox(user))
-	_ = wakeStateScript.Run(ctx, s.rdb, []string{s.k.read(user)}, s.k.wake()).Err()
+	_ = wakeStateScript.Run(ctx, s.rdb, []string{s.k.read(user)}, s.k.wake(s.k.read(user)), s.sharded()).Err()
 }

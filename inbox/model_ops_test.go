@@ -42,9 +42,10 @@ const (
 	opHistory
 	opRestart // a client starts over from a new or an old cursor
 	opAdvance // the store's clock moves on
-	opKick    // B's subscription is cut
+	opKick    // B's pub/sub connections, or the one carrying a user's inbox on either instance, are cut
 	opProbe   // a long wait on B meets a change B loses the wake-up of, in quiet
 	opRevoke  // the publisher revokes a picked message from its stream
+	opExpire  // an instance's lingering channels (no poll waits on them) are unsubscribed at once
 )
 
 // Restart modes.
@@ -101,8 +102,8 @@ var modelMix = []struct {
 	weight int
 }{
 	{opPublish, 27}, {opRetry, 4}, {opPoll, 34}, {opRead, 6}, {opReadAll, 2}, {opDelete, 5},
-	{opUnread, 6}, {opHistory, 4}, {opRestart, 4}, {opAdvance, 2}, {opKick, 1},
-	{opProbe, 1}, {opRevoke, 2},
+	{opUnread, 6}, {opHistory, 4}, {opRestart, 4}, {opAdvance, 2}, {opKick, 2},
+	{opProbe, 1}, {opRevoke, 2}, {opExpire, 3},
 }
 
 // modelGroupsOf returns each user's groups (indices), drawn from the seed.
@@ -233,6 +234,8 @@ func genModelOp(rng *rand.Rand, kind opKind, trust time.Duration) modelOp {
 		op.mode = mode % restartModes
 	case opProbe:
 		op.wait, op.mode = longWait, mode%probeModes
+	case opKick:
+		op.mode, op.to = mode%2, to[:1]
 	}
 	return op
 }
@@ -324,7 +327,12 @@ func (op modelOp) String() string {
 	case opAdvance:
 		return fmt.Sprintf("clock +%v", op.advance)
 	case opKick:
-		return "B's subscription is cut"
+		if op.mode == 1 {
+			return fmt.Sprintf("%sthe pub/sub connection carrying %s's inbox is cut", b.String(), userName(op.to[0]))
+		}
+		return "B's pub/sub connections are cut"
+	case opExpire:
+		return b.String() + "lingering wake-up channels are unsubscribed"
 	}
 	return b.String()
 }

@@ -180,6 +180,9 @@ func runModel(ctx context.Context, fatal func(string, ...any), su modelSetup, op
 		s := New(su.rdb, Options{Prefix: su.prefix, MaxLen: 1 << 20, UnreadScan: 1 << 20, TrustFor: su.trust, Now: clock.Now})
 		if i == 1 {
 			s.Hub().drop = faults.drop
+			// B's channels come and go between polls too: its linger is
+			// shorter than the pauses between a client's polls.
+			s.Hub().Linger = 20 * time.Millisecond
 		}
 		r.st[i] = s
 		hubs.Go(func() { s.Hub().Run(hubCtx) })
@@ -288,8 +291,16 @@ func (r *modelRun) step(i int, op modelOp) error {
 		r.m.recordCounts(r.cur, sp)
 		return nil
 	case opKick:
-		r.st[1].Hub().kick()
+		if op.mode == 1 {
+			s := r.st[op.inst]
+			s.Hub().kickOne(s.k.inbox(userName(op.to[0])))
+		} else {
+			r.st[1].Hub().kick()
+		}
 		r.faults.forgetState()
+		return nil
+	case opExpire:
+		r.st[op.inst].Hub().expireIdle()
 		return nil
 	case opProbe:
 		return r.probe(i, op)

@@ -142,7 +142,15 @@ func (s *Store) startPoll(ctx context.Context, p *pollRun, r Reader, o PollOptio
 		keys = append(keys, st.key)
 	}
 	keys = append(keys, p.stateKey)
-	p.w = s.hub.Register(keys...)
+	// A poll that does not wait needs no wake-up (nor a subscription).
+	if o.Wait > 0 {
+		p.w = s.hub.register(keys)
+		if err := s.confirmed(ctx, p); err != nil {
+			s.hub.Unregister(p.w)
+			return err
+		}
+		s.hub.Count(p.w)
+	}
 
 	// Streams the cursor does not cover (no cursor, or a group new to the
 	// token) start from their current tail.
@@ -166,6 +174,40 @@ func (s *Store) startPoll(ctx context.Context, p *pollRun, r Reader, o PollOptio
 			s.view.putTail(st.key, tails[st.name], at[i], began)
 		}
 	}
+	return nil
+}
+
+// confirmWait bounds how long a waiting poll waits for its channels to be
+// confirmed before its first read; past it (a pub/sub connection down) it
+// reads anyway, and the confirmation, when it comes, wakes it to read again.
+const confirmWait = time.Second
+
+// confirmed waits until the wake-up channels of the poll's keys are
+// confirmed subscribed, so that every change after its read sends a
+// wake-up that reaches it (see Hub): register, confirm, then read.
+func (s *Store) confirmed(ctx context.Context, p *pollRun) error {
+	if s.hub.confirmedAll(p.w.keys) {
+		return nil
+	}
+	limit := time.NewTimer(min(confirmWait, p.o.Wait))
+	defer limit.Stop()
+	for !s.hub.confirmedAll(p.w.keys) {
+		select {
+		case <-p.w.C: // a confirmation (or a loss)
+		case <-limit.C:
+			return nil
+		case <-p.o.Stop:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	// What fired so far came before the first read: nothing to re-read.
+	select {
+	case <-p.w.C:
+	default:
+	}
+	p.w.Take()
 	return nil
 }
 
@@ -220,7 +262,7 @@ func (p *pollRun) sleep(ctx context.Context) (bool, error) {
 	if recheck.Before(until) {
 		until = recheck
 	}
-	if s.view.live() && !s.view.hasState(p.user, s.opt.Now(), until) {
+	if s.view.liveUser(p.user) && !s.view.hasState(p.user, s.opt.Now(), until) {
 		// About to sleep: load the read state now (unless the view holds
 		// one that lasts through this sleep), while nothing is urgent,
 		// rather than when a broadcast wakes this poll together with

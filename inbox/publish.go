@@ -248,9 +248,9 @@ func (s *Store) writeStreams(ctx context.Context, d Draft, rt *targets, idem, pi
 		useIdem = "1"
 	}
 	// Fields ride along in the wake-ups (so instances answer without a
-	// read) unless the message or the fan-out is large: every instance
-	// receives every wake-up, and Redis drops a subscriber whose output
-	// buffer overflows.
+	// read) unless the message or the fan-out is large: a broadcast's
+	// wake-up reaches every instance, and Redis drops a subscriber whose
+	// output buffer overflows.
 	size := 0
 	for _, v := range fv {
 		if str, ok := v.(string); ok {
@@ -261,10 +261,13 @@ func (s *Store) writeStreams(ctx context.Context, d Draft, rt *targets, idem, pi
 	if size <= maxInlineFields && size*len(rt.streams) <= maxInlineFanout {
 		inline = wakeFields(fv)
 	}
-	base := []any{useIdem, int64(s.opt.IdempotentFor.Seconds()), s.opt.MaxLen, minID, expiresAt, s.k.wake(), inline}
+	base := []any{useIdem, int64(s.opt.IdempotentFor.Seconds()), s.opt.MaxLen, minID, expiresAt, "", inline, s.sharded()}
 	args := append(base, fv...)
 	calls := make([]scriptCall, len(rt.streams))
 	for i, st := range rt.streams {
+		// Each stream's wake-up goes on its own channel.
+		args := append([]any(nil), args...)
+		args[5] = s.k.wake(st.key)
 		u := rt.users[i]
 		// Keys are per publisher: two publishers choosing the same key
 		// must not suppress each other's messages.

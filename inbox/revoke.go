@@ -32,7 +32,7 @@ import (
 // idempotency key; without one there is nothing to revoke yet.
 //
 // KEYS: stream, idem[, unread, expiring, utype, tunread]  (the last four for user inboxes)
-// ARGV: entry ID or "", wake channel, pid, sender
+// ARGV: entry ID or "", wake channel, pid, sender, PUBLISH or SPUBLISH
 // Returns {entry ID or "", tombstone written (0|1)}.
 var revokeScript = register(redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
 local id = ARGV[1]
@@ -53,7 +53,7 @@ local fields = {'revoke', id, 'pid', ARGV[3], 'sender', ARGV[4]}
 local tomb = redis.call('XADD', KEYS[1], '*', unpack(fields))
 local enc = {}
 for i, f in ipairs(fields) do enc[i] = #f .. ':' .. f end
-redis.pcall('PUBLISH', ARGV[2], table.concat({KEYS[1], tomb, prev, unread, '0', table.concat(enc)}, '\n'))
+redis.pcall(ARGV[5], ARGV[2], table.concat({KEYS[1], tomb, prev, unread, '0', table.concat(enc)}, '\n'))
 return {id, 1}
 `))
 
@@ -94,7 +94,7 @@ func (s *Store) revokeStreams(ctx context.Context, rs []revokeTarget) ([]bool, e
 		if r.st.kind == 'u' {
 			ks = append(ks, s.k.unread(r.user), s.k.expiring(r.user), s.k.utype(r.user), s.k.tunread(r.user))
 		}
-		calls = append(calls, scriptCall{sc: revokeScript, keys: ks, args: []any{r.entry, s.k.wake(), r.pid, r.sender}})
+		calls = append(calls, scriptCall{sc: revokeScript, keys: ks, args: []any{r.entry, s.k.wake(r.st.key), r.pid, r.sender, s.sharded()}})
 		which = append(which, i)
 	}
 	res, err := s.evalPipe(ctx, calls)

@@ -173,6 +173,7 @@ func TestCachedPollsMatchRedisRevokes(t *testing.T) {
 		plain := plainStore(t, b, s.opt.Prefix)
 		r := Reader{User: "crv", Groups: []string{"ops"}}
 		keys := []string{s.k.inbox(r.User), s.k.broadcast(), s.k.group("ops")}
+		listen(t, s, keys...)
 
 		// caughtUp waits until s has had the wake-up of each stream's newest entry.
 		caughtUp := func() {

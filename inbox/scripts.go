@@ -47,8 +47,9 @@ import "github.com/redis/go-redis/v9"
 //
 // KEYS: stream, idem, trim mark[, unread, expiring[, utype, tunread]]  (the
 // rest for user inboxes)
-// ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), wakeChannel,
-// the fields as the wake-up carries them (or "-"; see wakeFields), field, value, …
+// ARGV: useIdem, idemTTLsec, maxlen, minid, expiresAt(ms, 0 = never), the
+// stream's wake channel, the fields as the wake-up carries them (or "-"; see
+// wakeFields), PUBLISH or SPUBLISH (see Store.sharded), field, value, …
 // (the type is the value of the field "type").
 // Returns {entryID, created(0|1)}.
 var publishScript = redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
@@ -64,7 +65,7 @@ local tail0 = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev
 if #tail0 > 0 then prev = tail0[1][1] else prev = redis.call('GET', KEYS[3]) or '0-0' end
 local len0 = redis.call('XLEN', KEYS[1])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 8))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9))
 -- The length cap can only have trimmed if the stream was at the cap.
 local trimmed = len0 >= tonumber(ARGV[3]) and redis.call('XLEN', KEYS[1]) <= len0
 -- Age trimming costs next to nothing when there is nothing to trim.
@@ -87,7 +88,7 @@ if #KEYS >= 5 then
   redis.call('ZADD', KEYS[4], ms, id)
   if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[5], ARGV[5], id) end
   local t = ''
-  for j = 8, #ARGV - 1, 2 do
+  for j = 9, #ARGV - 1, 2 do
     if ARGV[j] == 'type' then t = ARGV[j + 1]; break end
   end
   if utype then
@@ -104,7 +105,7 @@ if #KEYS >= 5 then
   unread = redis.call('ZCARD', KEYS[4])
   if whole then unread = unread .. ',' .. (redis.call('HGET', tunread, t) or '0') end
 end
-redis.pcall('PUBLISH', ARGV[6], table.concat({KEYS[1], id, prev, unread, ARGV[5], ARGV[7]}, '\n'))
+redis.pcall(ARGV[8], ARGV[6], table.concat({KEYS[1], id, prev, unread, ARGV[5], ARGV[7]}, '\n'))
 return {id, 1}
 `)
 
@@ -341,7 +342,7 @@ return {n, soonest, newest, flat}
 // that holds the user's inbox, after that node's earlier inbox wake-ups,
 // and instances see the two in the order they happened.
 //
-// KEYS: the user's read key; ARGV: wake channel.
+// KEYS: the user's read key; ARGV: its wake channel, PUBLISH or SPUBLISH.
 var wakeStateScript = redis.NewScript(`
-return redis.call('PUBLISH', ARGV[1], KEYS[1])
+return redis.call(ARGV[2], ARGV[1], KEYS[1])
 `)

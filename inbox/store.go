@@ -102,12 +102,26 @@ type Store struct {
 func New(rdb redis.UniversalClient, opt Options) *Store {
 	opt.defaults()
 	k := keys{opt.Prefix}
-	s := &Store{rdb: rdb, opt: opt, k: k, hub: NewHub(rdb, k.wake()),
+	s := &Store{rdb: rdb, opt: opt, k: k, hub: NewHub(rdb, k.wake),
 		batch: newBatcher(rdb, opt.Pipelines, opt.CallTimeout)}
-	s.view = newView(s.hub.Connected, opt.TrustFor)
+	s.view = newView(s.hub.Confirmed, func(u string) bool {
+		return s.hub.Confirmed(k.inbox(u)) && s.hub.Confirmed(k.read(u))
+	}, opt.TrustFor)
 	s.hub.onNotify = s.onWake
-	s.hub.onWakeAll = s.view.clear
+	s.hub.onChannel = s.onChannel
 	return s
+}
+
+// onChannel forgets what the view holds of key (and, for an inbox or a
+// read state, of its user): its channel was just confirmed or lost, and
+// nothing learnt without the channel may be trusted with it.
+func (s *Store) onChannel(key string) {
+	s.view.forget(key)
+	if u, ok := s.k.inboxUser(key); ok {
+		s.view.userChanged(u, key)
+	} else if u, ok := s.k.readUser(key); ok {
+		s.view.userChanged(u, s.k.inbox(u))
+	}
 }
 
 // onWake applies a wake-up to the instance's view, before the hub wakes
@@ -133,6 +147,17 @@ func (s *Store) onWake(key, payload string) {
 
 // Close stops the store's pipeline workers. Calls after Close fail.
 func (s *Store) Close() { s.batch.close() }
+
+// sharded returns the command that publishes wake-ups: SPUBLISH on a
+// cluster, so that a wake-up stays in the shard that owns its stream
+// (a plain PUBLISH is copied to every node), else PUBLISH (miniredis has
+// no SPUBLISH).
+func (s *Store) sharded() string {
+	if s.hub.sharded {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
+}
 
 // Hub returns the store's wake-up hub.
 func (s *Store) Hub() *Hub { return s.hub }

@@ -154,7 +154,7 @@ func TestViewTrustLapses(t *testing.T) {
 	t.Parallel()
 	live := true
 	const trust = time.Hour
-	v := newView(func() bool { return live }, trust)
+	v := newView(func(string) bool { return live }, func(string) bool { return live }, trust)
 	e := func(ms uint64) entryID { return entryID{ms, 0} }
 	now := time.Now()
 	old := now.Add(-trust - time.Second)
@@ -300,6 +300,7 @@ func TestRevokeViewRing(t *testing.T) {
 				if tc.group {
 					key = reader.k.group("g")
 				}
+				listen(t, reader, key)
 
 				// Fill the reader's ring through wake-ups, leaving one slot
 				// for the tombstone; the revoked message sits in the middle.

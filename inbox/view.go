@@ -13,20 +13,24 @@ import (
 //
 // The trust rule, the only one for every fact the view holds:
 //
-//	A fact is used only by a waiting poll (Wait > 0), only while the hub's
-//	subscription is up, and only for TrustFor after it was learnt (read from
-//	Redis, or described by a wake-up). Past that it is read from Redis
-//	again, and a waiting poll that relies on a fact re-reads when the fact
-//	lapses, without waiting for a wake-up. Everything else (polls with
-//	timeout 0, history, /v1/unread, read marks) reads Redis.
+//	A fact is used only by a waiting poll (Wait > 0), only while the
+//	wake-up channel of every key it was derived from is confirmed
+//	subscribed (a stream's own; a user's state: the inbox's and the read
+//	state's), and only for TrustFor after it was learnt (read from Redis,
+//	or described by a wake-up). Past that it is read from Redis again, and
+//	a waiting poll that relies on a fact re-reads when the fact lapses,
+//	without waiting for a wake-up. Everything else (polls with timeout 0,
+//	history, /v1/unread, read marks) reads Redis.
 //
 // Why it holds: a waiting poll registers with the hub before it reads, and
 // every change sends a wake-up that the hub applies to the view before it
 // wakes any poll, so a fact never outlives a wake-up that contradicts it,
 // and the poll is woken to read again. A wake-up lost on its way (a refused
 // PUBLISH, a cluster link reset) contradicts nothing: the age bound is what
-// limits its damage to a delay of TrustFor at most. While the subscription
-// is down nothing is trusted, and losing or regaining it empties the view.
+// limits its damage to a delay of TrustFor at most. While a key's channel
+// is not confirmed nothing derived from the key is trusted, and confirming
+// or losing the channel forgets what the view holds of the key (see
+// Store.onChannel), so nothing learnt without it is trusted later.
 //
 // A revoke is such a change, not an exception to the rule: it deletes the
 // message and appends a tombstone entry to the same stream (see
@@ -43,14 +47,15 @@ import (
 // move while it was being read (snapshot, then put): a wake-up that came
 // meanwhile may describe a change the read did not see.
 type view struct {
-	mu      sync.Mutex
-	live    func() bool
-	trust   time.Duration
-	epoch   uint64
-	streams map[string]*streamRec
-	users   map[string]*userRec
-	bytes   int // field bytes held in rings and reads
-	facts   int // reads and counts held
+	mu       sync.Mutex
+	live     func(key string) bool // the key's wake-up channel is confirmed subscribed
+	liveUser func(u string) bool   // so are both channels a user's state depends on
+	trust    time.Duration
+	epoch    uint64
+	streams  map[string]*streamRec
+	users    map[string]*userRec
+	bytes    int // field bytes held in rings and reads
+	facts    int // reads and counts held
 }
 
 // version identifies a record's state for snapshot-then-put.
@@ -102,8 +107,8 @@ type userRec struct {
 	learnt time.Time
 }
 
-func newView(live func() bool, trust time.Duration) *view {
-	return &view{live: live, trust: trust, streams: map[string]*streamRec{}, users: map[string]*userRec{}}
+func newView(live func(key string) bool, liveUser func(u string) bool, trust time.Duration) *view {
+	return &view{live: live, liveUser: liveUser, trust: trust, streams: map[string]*streamRec{}, users: map[string]*userRec{}}
 }
 
 // lapse returns when a fact learnt at learnt stops being trusted.
@@ -348,7 +353,7 @@ func (v *view) current(key string, at version) *streamRec {
 // the inbox's ring). learnt is when the tail was learnt; ok = false: ask
 // Redis.
 func (v *view) after(key string, pos entryID, count int, inbox bool) (reply []any, upToDate bool, learnt time.Time, ok bool) {
-	if !v.live() {
+	if !v.live(key) {
 		return nil, false, time.Time{}, false
 	}
 	v.mu.Lock()
@@ -389,7 +394,7 @@ func (v *view) after(key string, pos entryID, count int, inbox bool) (reply []an
 // putTail records a tail read from Redis, at version at, by a read that
 // began at learnt.
 func (v *view) putTail(key string, tail entryID, at version, learnt time.Time) {
-	if !v.live() {
+	if !v.live(key) {
 		return
 	}
 	v.mu.Lock()
@@ -410,7 +415,7 @@ func (v *view) putTail(key string, tail entryID, at version, learnt time.Time) {
 // add to (inboxUnread, newest), if trusted and not stale by expiry (by
 // the store's clock now), with when it was learnt.
 func (v *view) state(u string, now time.Time) (*userState, time.Time, bool) {
-	if !v.live() {
+	if !v.liveUser(u) {
 		return nil, time.Time{}, false
 	}
 	v.mu.Lock()
@@ -429,7 +434,7 @@ func (v *view) state(u string, now time.Time) (*userState, time.Time, bool) {
 // learnt. The stored state must not change afterwards, so it gets its own
 // copy without the per-call maps.
 func (v *view) putState(u string, st *userState, at version, learnt time.Time) {
-	if !v.live() {
+	if !v.liveUser(u) {
 		return
 	}
 	v.mu.Lock()
@@ -446,7 +451,7 @@ func (v *view) putState(u string, st *userState, at version, learnt time.Time) {
 // hasState tells whether the view holds a state for u that is usable now
 // and still trusted at by.
 func (v *view) hasState(u string, now, by time.Time) bool {
-	if !v.live() {
+	if !v.liveUser(u) {
 		return false
 	}
 	v.mu.Lock()

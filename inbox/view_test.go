@@ -69,7 +69,7 @@ func TestWakeFieldsRoundTrip(t *testing.T) {
 func TestViewAfter(t *testing.T) {
 	t.Parallel()
 	live := true
-	c := newView(func() bool { return live }, time.Minute)
+	c := newView(func(string) bool { return live }, func(string) bool { return live }, time.Minute)
 	e := func(ms uint64) entryID { return entryID{ms, 0} }
 	add := func(id, prev uint64, fields bool) {
 		w := wake{key: "s", id: e(id), prev: e(prev), unread: -1}
@@ -265,6 +265,7 @@ func arrived(t *testing.T, s *Store, key, id string) {
 // read-state wake-up for user after stateWake was called.
 func stateWake(t *testing.T, s *Store, user string) func() {
 	t.Helper()
+	listen(t, s, s.k.read(user))
 	gen := func() uint64 {
 		s.view.mu.Lock()
 		defer s.view.mu.Unlock()
@@ -298,6 +299,7 @@ func TestOwnReadMarkSeenAtOnce(t *testing.T) {
 		t.Cleanup(func() { close(release) }) // runs before the hub is stopped
 		other := newStore(t, b.rdb, Options{Prefix: s.opt.Prefix})
 		r := Reader{User: "own"}
+		listen(t, s, s.k.inbox(r.User), s.k.read(r.User))
 		c0 := tail(t, s, r)
 		id := toUser(t, other, r.User, "read me")
 		arrived(t, s, s.k.inbox(r.User), id)

@@ -35,7 +35,7 @@ type countFact struct {
 
 // read returns a shared stream's read after a position, if trusted.
 func (v *view) read(key string, k readKey) (reply any, learnt time.Time, ok bool) {
-	if !v.live() {
+	if !v.live(key) {
 		return nil, time.Time{}, false
 	}
 	v.mu.Lock()
@@ -60,7 +60,7 @@ func (v *view) read(key string, k readKey) (reply any, learnt time.Time, ok bool
 // putRead stores a read of a shared stream made at version at, holding
 // entries whose fields take size bytes.
 func (v *view) putRead(key string, k readKey, reply any, size int, at version, learnt time.Time) {
-	if !v.live() {
+	if !v.live(key) {
 		return
 	}
 	v.mu.Lock()
@@ -86,7 +86,7 @@ func (v *view) putRead(key string, k readKey, reply any, size int, at version, l
 // expiry, and covers the stream up to at least seen (an entry the caller
 // has just read: its wake-up may not have arrived yet).
 func (v *view) count(k countKey, now time.Time, seen entryID) (countFact, bool) {
-	if !v.live() {
+	if !v.live(k.stream) {
 		return countFact{}, false
 	}
 	v.mu.Lock()
@@ -112,7 +112,7 @@ func (v *view) count(k countKey, now time.Time, seen entryID) (countFact, bool) 
 
 // putCount stores a count computed at version at.
 func (v *view) putCount(k countKey, f countFact, at version) {
-	if !v.live() {
+	if !v.live(k.stream) {
 		return
 	}
 	v.mu.Lock()
