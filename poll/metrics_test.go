@@ -156,6 +156,15 @@ func TestMetricsRedisOutage(t *testing.T) {
 		t.Fatalf("/readyz with Redis up: %d %s", r.status, r.body)
 	}
 	s.doLogged(t, request{method: "GET", path: "/v1/poll?timeout=0", token: alice}) // creates polls_total
+	// A channel for the hub to hold (as a waiting poll's would), so that
+	// it has a subscription to lose and restore.
+	w := s.store.Hub().Register("outage")
+	defer s.store.Hub().Unregister(w)
+	for deadline := time.Now().Add(5 * time.Second); !s.store.Hub().Confirmed("outage"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the hub did not subscribe within 5 s")
+		}
+	}
 	before := scrape(t, s.url)
 
 	rs.Kill()
