@@ -237,8 +237,13 @@ func (h *Hub) step(ctx context.Context, conns *sync.WaitGroup, now time.Time) {
 	}
 	s.mu.Lock()
 	batch := map[*hubConn][]*hubChan{}
+	retry := false // channels left pending: step again soon, not at the next tick
 	for i, c := range pending {
-		if routes[i] == "" || s.chans[c.key] != c || c.conn != nil {
+		if s.chans[c.key] != c || c.conn != nil {
+			continue
+		}
+		if routes[i] == "" {
+			retry = true
 			continue
 		}
 		cn := s.conns[routes[i]]
@@ -247,6 +252,7 @@ func (h *Hub) step(ctx context.Context, conns *sync.WaitGroup, now time.Time) {
 			s.conns[routes[i]] = cn
 		}
 		if now.Before(cn.retryAt) {
+			retry = true
 			continue
 		}
 		c.conn, c.state = cn, chanSent
@@ -257,6 +263,9 @@ func (h *Hub) step(ctx context.Context, conns *sync.WaitGroup, now time.Time) {
 	s.mu.Unlock()
 	for cn, cs := range batch {
 		h.subscribe(ctx, conns, cn, cs)
+	}
+	if retry {
+		time.AfterFunc(50*time.Millisecond, h.nudge)
 	}
 }
 
@@ -433,7 +442,17 @@ func (h *Hub) unsubscribed(cn *hubConn, ps *redis.PubSub, name string) {
 	}
 	s.mu.Unlock()
 	h.wakeKeys([]string{c.key})
+	h.reroute()
 	h.nudge()
+}
+
+// reroute makes a cluster client reload its slot map before channels are
+// routed again: a lost connection or a dropped channel may mean that
+// slots moved.
+func (h *Hub) reroute() {
+	if cc, ok := h.rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
 }
 
 // lose handles a connection that failed: its channels are pending again
@@ -484,6 +503,7 @@ func (h *Hub) lose(ctx context.Context, cn *hubConn, ps *redis.PubSub, err error
 	if first {
 		h.event("lost")
 	}
+	h.reroute()
 	if h.OnLost != nil && err != nil && len(keys) > 0 {
 		h.OnLost(err)
 	}
