@@ -144,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	store.Hub().OnLost = func(err error) {
-		log.Warn().Err(err).Msg("wake-up subscription lost; resubscribing and waking every waiting poll")
+		log.Warn().Err(err).Msg("wake-up subscription lost; resubscribing and waking the polls that waited on it")
 	}
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	hubDone := make(chan struct{})
