@@ -21,13 +21,15 @@ import (
 // wake-up stays in the shard that owns its stream). A waiting poll
 // therefore holds no Redis connection, only a Waiter in a map.
 //
-// Correctness rests on ordering: a poll registers its Waiter, its
-// channels are confirmed subscribed, and it reads its streams. An entry
-// added before the read is seen by the read; one added after it publishes
-// a wake-up on a channel already confirmed. A poll whose read ran before
-// the confirmation (it reads Redis at once, trusting nothing) is woken by
-// the confirmation to read again, so it never sleeps on a channel not yet
-// confirmed. Wake-ups lost while a connection was down are covered the
+// Correctness rests on ordering: before a poll sleeps, it has registered
+// its Waiter, its channels are confirmed subscribed, and then it has read
+// its streams. An entry added before that read is seen by it; one added
+// after it publishes a wake-up on a channel already confirmed. A poll may
+// read before its channels are confirmed (it answers what is already
+// there at once, trusting nothing), but it reads again once they are (see
+// pollRun.confirm), and a poll whose read ran while a connection was down
+// is woken by the confirmation to read again, so it never sleeps on a
+// channel not yet confirmed. Wake-ups lost while a connection was down are covered the
 // same way: losing a connection, and confirming its channels again, wakes
 // every waiter of their keys to re-read.
 type Hub struct {

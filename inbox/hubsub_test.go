@@ -179,3 +179,26 @@ func TestShardedWakeups(t *testing.T) {
 		t.Fatal("the poll answered without a wake-up")
 	}
 }
+
+// TestUnconfirmedPollAnswersAtOnce: a waiting poll whose channels are not
+// confirmed yet answers messages that are already there at once; only
+// sleeping waits for the confirmation (up to confirmWait).
+func TestUnconfirmedPollAnswersAtOnce(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := testCtx(t)
+		s := newStore(t, b.rdb, Options{}, func(s *Store) {
+			name := s.k.wake(s.k.inbox("early"))
+			s.hub.hold = func(ch string) bool { return ch == name } // never confirmed
+		})
+		r := Reader{User: "early"}
+		c := tail(t, s, r)
+		id := toUser(t, s, r.User, "already there")
+		t0 := time.Now()
+		ch := goPoll(ctx, s, r, PollOptions{Cursor: c, Wait: 20 * time.Second})
+		checkIDs(t, "poll", msgIDs(await(t, ch, 5*time.Second).Messages), []string{id})
+		if d := time.Since(t0); d >= confirmWait*7/10 {
+			t.Fatalf("the poll answered a message already there after %v: it waited for its channels", d)
+		}
+	})
+}

@@ -63,6 +63,14 @@ func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, 
 		if done {
 			break
 		}
+		if p.unconfirmed {
+			// About to sleep on channels not yet confirmed: confirm, then
+			// read everything again, trusting nothing from before.
+			if err := p.confirm(ctx); err != nil {
+				return PollResult{}, err
+			}
+			continue
+		}
 		again, err := p.sleep(ctx)
 		if err != nil {
 			return PollResult{}, err
@@ -101,6 +109,9 @@ type pollRun struct {
 	// reading the streams that fired with it.
 	stateChanged bool
 	stopping     bool
+	// unconfirmed: registered, but its wake-up channels were not all
+	// confirmed subscribed yet; it may read, but not sleep, until they are.
+	unconfirmed bool
 }
 
 // startPoll checks the poll, decodes its cursor, registers it with the
@@ -145,11 +156,9 @@ func (s *Store) startPoll(ctx context.Context, p *pollRun, r Reader, o PollOptio
 	// A poll that does not wait needs no wake-up (nor a subscription).
 	if o.Wait > 0 {
 		p.w = s.hub.register(keys)
-		if err := s.confirmed(ctx, p); err != nil {
-			s.hub.Unregister(p.w)
-			return err
+		if p.unconfirmed = !s.hub.confirmedAll(keys); !p.unconfirmed {
+			s.hub.Count(p.w)
 		}
-		s.hub.Count(p.w)
 	}
 
 	// Streams the cursor does not cover (no cursor, or a group new to the
@@ -177,14 +186,31 @@ func (s *Store) startPoll(ctx context.Context, p *pollRun, r Reader, o PollOptio
 	return nil
 }
 
-// confirmWait bounds how long a waiting poll waits for its channels to be
-// confirmed before its first read; past it (a pub/sub connection down) it
-// reads anyway, and the confirmation, when it comes, wakes it to read again.
+// confirmWait bounds how long a poll waits for its channels to be
+// confirmed before it sleeps; past it (a pub/sub connection down) it reads
+// and sleeps anyway, and the confirmation, when it comes, wakes it to read
+// again.
 const confirmWait = time.Second
 
-// confirmed waits until the wake-up channels of the poll's keys are
-// confirmed subscribed, so that every change after its read sends a
-// wake-up that reaches it (see Hub): register, confirm, then read.
+// confirm waits until the wake-up channels of the poll's keys are
+// confirmed subscribed, so that every change after its next read sends a
+// wake-up that reaches it (see Hub): register, confirm, read, then sleep.
+// The poll's first read does not wait for it: messages already there are
+// answered at once. Every stream is read again afterwards.
+func (p *pollRun) confirm(ctx context.Context) error {
+	p.unconfirmed = false
+	defer p.s.hub.Count(p.w)
+	p.toRead = p.toRead[:0]
+	for i := range p.streams {
+		p.learnt[i] = time.Time{}
+		p.toRead = append(p.toRead, i)
+	}
+	p.st = nil
+	return p.s.confirmed(ctx, p)
+}
+
+// confirmed waits (at most confirmWait, or the poll's wait) until the
+// poll's channels are confirmed or no confirmation is to be had soon.
 func (s *Store) confirmed(ctx context.Context, p *pollRun) error {
 	if s.hub.confirmedAll(p.w.keys) {
 		return nil
