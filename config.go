@@ -37,6 +37,7 @@ type config struct {
 	APIKeys          string
 	SessionKeyPrefix string
 	SessionRedisURL  string
+	SessionRecheck   time.Duration
 
 	PollTimeout     time.Duration
 	PollTimeoutMax  time.Duration
@@ -126,6 +127,7 @@ func configFlags(fs *flag.FlagSet, c *config, getenv func(string) string) *[]err
 	str(&c.APIKeys, "api-keys", "", "publisher API keys, name:secret,… (names: 1-128 of [A-Za-z0-9_.@-])")
 	str(&c.SessionKeyPrefix, "session-key-prefix", "", "accept a token only while Redis key <prefix><token> exists (smpe-admin: online-token-)")
 	str(&c.SessionRedisURL, "session-redis-url", "", "Redis holding the session keys, when not pollbox's own")
+	dur(&c.SessionRecheck, "session-recheck", 5*time.Second, "how often the sessions of waiting polls are re-checked (one batch per instance)")
 	dur(&c.PollTimeout, "poll-timeout", poll.DefaultPollTimeout, "default poll wait")
 	dur(&c.PollTimeoutMax, "poll-timeout-max", poll.DefaultPollTimeoutMax, "longest poll wait a client may ask for")
 	num(&c.MaxPollsPerUser, "max-polls-per-user", 20, "concurrent polls per user on one instance")

@@ -176,7 +176,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxBody: cfg.MaxBody, MaxRecipients: cfg.MaxRecipients, PublishRate: cfg.PublishRate,
 		PublishBurst: cfg.PublishBurst, CORSOrigins: splitList(cfg.CORSOrigins), Stop: stopping,
 		DrainEnd:     func() time.Time { return time.Unix(0, drainEnd.Load()) },
-		StoreTimeout: timeouts.Store, Retention: cfg.Retention,
+		StoreTimeout: timeouts.Store, Retention: cfg.Retention, SessionRecheck: cfg.SessionRecheck,
 	}
 	if dev != nil && dev.tokens != nil {
 		hcfg.DevTokens = dev.tokens

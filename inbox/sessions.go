@@ -26,3 +26,42 @@ func (s *Sessions) SessionAlive(ctx context.Context, token string) (bool, error)
 	}
 	return n == 1, nil
 }
+
+// SessionChunk is the most session keys SessionsAlive sends in one pipeline.
+const SessionChunk = 1000
+
+// SessionsAlive reports for each token whether its session key exists.
+// It sends one EXISTS per key, pipelined SessionChunk keys at a time: a
+// single EXISTS of many keys only counts them, and on a cluster it is a
+// CROSSSLOT error (a cluster client splits a pipeline by node). A key whose
+// check failed counts as alive, so that an outage logs nobody out; err
+// then says that some checks failed.
+func (s *Sessions) SessionsAlive(ctx context.Context, tokens []string) ([]bool, error) {
+	alive := make([]bool, len(tokens))
+	cmds := make([]*redis.IntCmd, 0, min(len(tokens), SessionChunk))
+	var firstErr error
+	for start := 0; start < len(tokens); start += SessionChunk {
+		chunk := tokens[start:min(start+SessionChunk, len(tokens))]
+		if firstErr != nil && ctx.Err() != nil {
+			// Out of time: the rest stay unchecked, so alive.
+			for i := range chunk {
+				alive[start+i] = true
+			}
+			continue
+		}
+		cmds = cmds[:0]
+		pipe := s.rdb.Pipeline()
+		for _, tok := range chunk {
+			cmds = append(cmds, pipe.Exists(ctx, s.prefix+tok))
+		}
+		_, err := pipe.Exec(ctx)
+		if err != nil && firstErr == nil {
+			firstErr = wrapRedis("session check", err)
+		}
+		for i, c := range cmds {
+			n, err := c.Result()
+			alive[start+i] = err != nil || n == 1
+		}
+	}
+	return alive, firstErr
+}

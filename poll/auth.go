@@ -21,10 +21,15 @@ import (
 // APIKey is a named publisher secret.
 type APIKey struct{ Name, Secret string }
 
-// SessionChecker tells whether a login session is still alive (smpe-admin
+// SessionChecker tells whether login sessions are still alive (smpe-admin
 // keeps one Redis key per token while its user is logged in).
 type SessionChecker interface {
+	// SessionAlive checks one token, at the start of each request.
 	SessionAlive(ctx context.Context, token string) (bool, error)
+	// SessionsAlive checks the tokens of all waiting polls at once, in one
+	// round however many there are. alive[i] answers tokens[i]; a token
+	// whose check failed counts as alive, and err says that some failed.
+	SessionsAlive(ctx context.Context, tokens []string) (alive []bool, err error)
 }
 
 // AuthConfig configures token verification.

@@ -78,6 +78,10 @@ func (hungSessions) SessionAlive(ctx context.Context, token string) (bool, error
 	return false, hang(ctx)
 }
 
+func (hungSessions) SessionsAlive(ctx context.Context, tokens []string) ([]bool, error) {
+	return nil, hang(ctx)
+}
+
 // TestRequestsAnswerByTheirDeadline: whatever the store does, every
 // request answers 503 with Retry-After within its wait plus StoreTimeout,
 // the session check included (which fails a poll before it waits), and a

@@ -93,6 +93,8 @@ type stackOptions struct {
 	auth     AuthConfig // Algorithms, HMACSecret, PublisherGroups and APIKeys are filled in when empty
 	sessions bool       // check login sessions under prefix+"online-token-"
 	redisURL string     // default: the shared test Redis
+	// wrapSessions, when set, wraps the session checker (to watch its calls).
+	wrapSessions func(SessionChecker) SessionChecker
 }
 
 // stack is the real pollbox HTTP stack over Redis, served by httptest.
@@ -174,6 +176,9 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	if o.sessions {
 		ac.Sessions = inbox.NewSessions(s.rdb, s.prefix+"online-token-")
+		if o.wrapSessions != nil {
+			ac.Sessions = o.wrapSessions(ac.Sessions)
+		}
 	}
 	auth, err := NewAuthenticator(ac)
 	if err != nil {

@@ -24,6 +24,8 @@ type Metrics struct {
 	scheduled       *prometheus.CounterVec
 	revoked         prometheus.Counter
 	scheduleLag     prometheus.Histogram
+	sessionsWatched prometheus.Gauge
+	sessionRounds   *prometheus.CounterVec
 }
 
 // NewMetrics registers pollbox's series (and the Go runtime's) in a fresh registry.
@@ -59,12 +61,20 @@ func NewMetrics() *Metrics {
 		scheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pollbox_schedule_lag_seconds",
 			Help:    "How late after its send_at a scheduled publish was delivered by this instance.",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60, 300}}),
+		sessionsWatched: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pollbox_sessions_watched",
+			Help: "Distinct login sessions (tokens) of waiting polls that this instance re-checks (session check on)."}),
+		sessionRounds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pollbox_session_rounds_total",
+			Help: "Rounds re-checking the login sessions of waiting polls, by result (ok, error)."}, []string{"result"}),
 	}
 	for _, o := range []string{"delivered", "cancelled"} {
 		m.scheduled.WithLabelValues(o) // listed at 0 before the first
 	}
+	for _, r := range []string{"ok", "error"} {
+		m.sessionRounds.WithLabelValues(r)
+	}
 	m.Registry.MustRegister(m.waiting, m.polls, m.cutWait, m.published, m.delivered, m.publishLatency,
 		m.deliveryLatency, m.redisErrors, m.hubReconnects, m.requests, m.scheduled, m.revoked, m.scheduleLag,
+		m.sessionsWatched, m.sessionRounds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -27,7 +27,7 @@ type Config struct {
 	PublishRate     float64       // publishes per second per publisher; 0 = unlimited
 	PublishBurst    int
 	CORSOrigins     []string      // allowed origins; "*" allows any
-	SessionRecheck  time.Duration // how often a waiting poll re-checks its login session
+	SessionRecheck  time.Duration // how often the login sessions of waiting polls are re-checked
 	// StoreTimeout is how long a request may take beyond a poll's wait: it
 	// answers by then, with 503 if the store has not (see requestDeadline).
 	StoreTimeout time.Duration
@@ -87,6 +87,9 @@ type deps struct {
 	metrics *Metrics
 	slots   *pollSlots
 	pubRate *publishLimits
+	// sessions re-checks the login sessions of waiting polls; nil
+	// without a session check.
+	sessions *sessionWatch
 }
 
 // New returns pollbox's HTTP handler.
@@ -94,6 +97,9 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 	cfg.defaults()
 	d := &deps{cfg: cfg, store: store, auth: auth, metrics: m,
 		slots: newPollSlots(cfg.MaxPollsPerUser), pubRate: newPublishLimits(cfg.PublishRate, cfg.PublishBurst)}
+	if auth != nil && auth.cfg.Sessions != nil {
+		d.sessions = newSessionWatch(auth.cfg.Sessions, cfg.SessionRecheck, cfg.StoreTimeout, log, m)
+	}
 	r := httprouter.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false

@@ -73,11 +73,11 @@ func handlePoll(d *deps) http.Handler {
 		// the whole share to the final read.
 		ctx, cancelDeadline := context.WithDeadline(r.Context(), requestDeadline(r.Context(), wait, d.cfg.StoreTimeout))
 		defer cancelDeadline()
-		if d.auth.cfg.Sessions != nil && wait > 0 {
+		if d.sessions != nil && wait > 0 {
 			var cancel context.CancelCauseFunc
 			ctx, cancel = context.WithCancelCause(ctx)
 			defer cancel(nil)
-			go watchSession(ctx, d, p.Token, cancel)
+			defer d.sessions.watch(p.Token, cancel)()
 		}
 		res, err := d.store.Poll(ctx, readerOf(p), inbox.PollOptions{Cursor: cursor, Limit: limit, Wait: wait, Stop: d.cfg.Stop})
 		if err != nil {
@@ -107,27 +107,6 @@ func handlePoll(d *deps) http.Handler {
 		writePoll(w, res)
 		return nil
 	})
-}
-
-// watchSession re-checks a waiting poll's login session and cancels the
-// poll when the session is gone (the user logged out elsewhere).
-func watchSession(ctx context.Context, d *deps, token string, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(d.cfg.SessionRecheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			cctx, c := context.WithTimeout(ctx, d.cfg.StoreTimeout)
-			alive, err := d.auth.cfg.Sessions.SessionAlive(cctx, token)
-			c()
-			if err == nil && !alive {
-				cancel(sessionEnded)
-				return
-			}
-		}
-	}
 }
 
 type historyResponse struct {
