@@ -62,15 +62,7 @@ var pidRE = regexp.MustCompile(`\((p\.[uk]\.[^ )]+)\)$`)
 // page through client.js's onRevoke, with the page's "withdrawn" note and
 // its unread count, by type in the badge's tooltip, back down.
 func TestBrowserAdmin(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		env  func(t *testing.T) (string, string)
-	}{
-		{"single", func(t *testing.T) (string, string) { return "POLLBOX_REDIS_URL", redistest.URL(t) }},
-		{"cluster", func(t *testing.T) (string, string) {
-			return "POLLBOX_REDIS_CLUSTER_ADDRS", strings.Join(redistest.ClusterAddrs(t), ",")
-		}},
-	} {
+	for _, tc := range redisBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			k, v := tc.env(t)
 			testBrowserAdmin(t, tc.name, k, v)
@@ -337,16 +329,11 @@ func historyMessage(t *testing.T, hc *http.Client, base, token, id string) histM
 // there reaches the dev user.
 func TestBrowserAdminDevToken(t *testing.T) {
 	b := newBrowser(t)
-	in := startInstance(t, map[string]string{"POLLBOX_ADDR": "127.0.0.1:0", "POLLBOX_LOG_LEVEL": "warn"})
-	userM := in.stdout.waitMatch(userTokenRE, 5*time.Second, nil)
-	adminM := in.stdout.waitMatch(adminTokenRE, 5*time.Second, nil)
-	if userM == nil || adminM == nil {
-		t.Fatalf("no USER_TOKEN=/ADMIN_TOKEN= lines on stdout:\n%s", in.stdout)
-	}
+	in, userTok, adminTok := startZeroConfig(t)
 	at := b.openTabs(t, in.base+"/admin", "admin")[0]
 	mustWaitFor[int](t, at, 10*time.Second, "the list of sends", jsLoads, "sends", 0)
-	if got := evalJS[string](t, at, `document.getElementById('token').value`); got != adminM[1] {
-		t.Fatalf("the token field holds %.24q…, want the dev admin token %.24q…", got, adminM[1])
+	if got := evalJS[string](t, at, `document.getElementById('token').value`); got != adminTok {
+		t.Fatalf("the token field holds %.24q…, want the dev admin token %.24q…", got, adminTok)
 	}
 	if e := evalJS[string](t, at, `document.getElementById('list-error').textContent`); e != "" {
 		t.Fatalf("the list says %q", e)
@@ -373,7 +360,7 @@ func TestBrowserAdminDevToken(t *testing.T) {
 		window.__refreshed = null;
 		p.sent({limit: 1}, function (e, d) { window.__refreshed = {asked: asked, err: e, n: d && d.sends.length}; });
 		return null;
-	})(`+strconv.Quote(adminM[1])+`)`)
+	})(`+strconv.Quote(adminTok)+`)`)
 	type refreshed struct {
 		Asked int             `json:"asked"`
 		Err   json.RawMessage `json:"err"`
@@ -384,7 +371,7 @@ func TestBrowserAdminDevToken(t *testing.T) {
 	}
 
 	hc := newHTTPClient(t)
-	res, err := do(hc, "GET", in.base+"/v1/messages", userM[1], nil, 5*time.Second)
+	res, err := do(hc, "GET", in.base+"/v1/messages", userTok, nil, 5*time.Second)
 	for _, title := range []string{"hello from /admin", "hello, group user", "hello, everyone"} {
 		if err != nil || !strings.Contains(string(res.Body), title) {
 			t.Errorf("the dev user's history lacks %q: %v %s", title, err, res)

@@ -241,27 +241,22 @@ func saveShot(t *testing.T, tb *pageTab, name string) {
 // the dev user's inbox sends to it without pasting a token.
 func TestBrowserDemoDevPublisherToken(t *testing.T) {
 	b := newBrowser(t)
-	in := startInstance(t, map[string]string{"POLLBOX_ADDR": "127.0.0.1:0", "POLLBOX_LOG_LEVEL": "warn"})
-	userM := in.stdout.waitMatch(userTokenRE, 5*time.Second, nil)
-	adminM := in.stdout.waitMatch(adminTokenRE, 5*time.Second, nil)
-	if userM == nil || adminM == nil {
-		t.Fatalf("no USER_TOKEN=/ADMIN_TOKEN= lines on stdout:\n%s", in.stdout)
-	}
+	in, userTok, adminTok := startZeroConfig(t)
 
 	tb := b.openTabs(t, in.base+"/demo", "demo")[0]
 	tb.front(t)
 	tb.do(t, 10*time.Second, "clicking Use dev user token", chromedp.Click(chromedp.ID("dev-user")))
 	mustWaitFor[string](t, tb, 10*time.Second, "the status to say connected", jsConnected)
-	if got := evalJS[string](t, tb, `document.getElementById('pub-token').value`); got != adminM[1] {
-		t.Fatalf("the publisher token field holds %.24q…, want the dev admin token %.24q…", got, adminM[1])
+	if got := evalJS[string](t, tb, `document.getElementById('pub-token').value`); got != adminTok {
+		t.Fatalf("the publisher token field holds %.24q…, want the dev admin token %.24q…", got, adminTok)
 	}
-	if got := evalJS[string](t, tb, `document.getElementById('token').value`); got != userM[1] {
-		t.Fatalf("the watched token is %.24q…, want the dev user token %.24q…", got, userM[1])
+	if got := evalJS[string](t, tb, `document.getElementById('token').value`); got != userTok {
+		t.Fatalf("the watched token is %.24q…, want the dev user token %.24q…", got, userTok)
 	}
 	var sub struct{ Sub string }
-	parts := strings.Split(userM[1], ".")
+	parts := strings.Split(userTok, ".")
 	if len(parts) != 3 {
-		t.Fatalf("the dev user token %q is not a JWT", userM[1])
+		t.Fatalf("the dev user token %q is not a JWT", userTok)
 	}
 	if raw, err := base64.RawURLEncoding.DecodeString(parts[1]); err != nil || json.Unmarshal(raw, &sub) != nil || sub.Sub == "" {
 		t.Fatalf("the dev user token's claims %q have no sub (%v)", parts[1], err)

@@ -161,13 +161,8 @@ var (
 // and prints dev tokens that work.
 func TestZeroConfig(t *testing.T) {
 	t.Parallel()
-	in := startInstance(t, map[string]string{"POLLBOX_ADDR": "127.0.0.1:0", "POLLBOX_LOG_LEVEL": "warn"})
-	user := in.stdout.waitMatch(userTokenRE, 5*time.Second, nil)
-	admin := in.stdout.waitMatch(adminTokenRE, 5*time.Second, nil)
+	in, user, admin := startZeroConfig(t)
 	out := in.stdout.String()
-	if user == nil || admin == nil {
-		t.Fatalf("no USER_TOKEN=/ADMIN_TOKEN= lines on stdout:\n%s", out)
-	}
 	if !strings.Contains(strings.ToLower(out), "nothing is kept") {
 		t.Errorf("stdout lacks the warning that nothing is kept:\n%s", out)
 	}
@@ -178,8 +173,8 @@ func TestZeroConfig(t *testing.T) {
 	}
 	hc := newCheckedClient(t)
 
-	id := mustPublish(t, hc, in.base, admin[1], []string{"42"}, "dev hello")[0]
-	res, err := do(hc, "GET", in.base+"/v1/messages", user[1], nil, 5*time.Second)
+	id := mustPublish(t, hc, in.base, admin, []string{"42"}, "dev hello")[0]
+	res, err := do(hc, "GET", in.base+"/v1/messages", user, nil, 5*time.Second)
 	if err != nil || res.Status != http.StatusOK {
 		t.Fatalf("GET /v1/messages: %v %s", err, res)
 	}
@@ -195,7 +190,7 @@ func TestZeroConfig(t *testing.T) {
 	if err != nil || res.Status != http.StatusOK {
 		t.Fatalf("GET /demo: %v %d", err, res.Status)
 	}
-	for _, tok := range []string{user[1], admin[1]} {
+	for _, tok := range []string{user, admin} {
 		if !bytes.Contains(res.Body, []byte(tok)) {
 			t.Errorf("the demo page does not contain the dev token %.20s…", tok)
 		}
@@ -267,15 +262,7 @@ func TestTokenCommand(t *testing.T) {
 // another within a second, on a single Redis and on a Redis Cluster.
 func TestTwoInstances(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		env  func(t *testing.T) (string, string)
-	}{
-		{"single", func(t *testing.T) (string, string) { return "POLLBOX_REDIS_URL", redistest.URL(t) }},
-		{"cluster", func(t *testing.T) (string, string) {
-			return "POLLBOX_REDIS_CLUSTER_ADDRS", strings.Join(redistest.ClusterAddrs(t), ",")
-		}},
-	} {
+	for _, tc := range redisBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			k, v := tc.env(t)

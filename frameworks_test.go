@@ -182,6 +182,9 @@ func testReset(t *testing.T, env *fwEnv, st fwStack) {
 	waitView(t, tb, 5*time.Second, "the first message", fwWant{IDs: []string{first}})
 
 	// The waiting poll gets the next message; the poll after it is held.
+	// Hold only once the tab's next poll has passed the door (the answer
+	// that showed the first message came a moment before it was sent).
+	front.waitPolling(t)
 	front.holdPolls()
 	second := mustPublish(t, env.hc, env.small.base, env.admin, []string{user}, "next")[0]
 	waitView(t, tb, 5*time.Second, "the second message", fwWant{IDs: []string{second, first}})

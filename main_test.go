@@ -420,3 +420,29 @@ func checkErrorShape(t *testing.T, res response, status int, code string) {
 		t.Errorf("error body %s has no message", res.Body)
 	}
 }
+
+// redisBackends are the Redis set-ups an end-to-end test runs on: env
+// returns the variable and value that point pollbox at the test's Redis.
+var redisBackends = []struct {
+	name string
+	env  func(t *testing.T) (string, string)
+}{
+	{"single", func(t *testing.T) (string, string) { return "POLLBOX_REDIS_URL", redistest.URL(t) }},
+	{"cluster", func(t *testing.T) (string, string) {
+		return "POLLBOX_REDIS_CLUSTER_ADDRS", strings.Join(redistest.ClusterAddrs(t), ",")
+	}},
+}
+
+// startZeroConfig starts pollbox with neither Redis nor a JWT key (the
+// embedded Redis and dev tokens) and returns it with the dev user's and the
+// dev admin's tokens from its banner.
+func startZeroConfig(t *testing.T) (in *instance, user, admin string) {
+	t.Helper()
+	in = startInstance(t, map[string]string{"POLLBOX_ADDR": "127.0.0.1:0", "POLLBOX_LOG_LEVEL": "warn"})
+	u := in.stdout.waitMatch(userTokenRE, 5*time.Second, nil)
+	a := in.stdout.waitMatch(adminTokenRE, 5*time.Second, nil)
+	if u == nil || a == nil {
+		t.Fatalf("no USER_TOKEN=/ADMIN_TOKEN= lines on stdout:\n%s", in.stdout)
+	}
+	return in, u[1], a[1]
+}

@@ -176,15 +176,7 @@ func recvNotice(t *testing.T, ch <-chan noticePolled, within time.Duration, what
 
 func TestNotices(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		env  func(t *testing.T) (string, string)
-	}{
-		{"single", func(t *testing.T) (string, string) { return "POLLBOX_REDIS_URL", redistest.URL(t) }},
-		{"cluster", func(t *testing.T) (string, string) {
-			return "POLLBOX_REDIS_CLUSTER_ADDRS", strings.Join(redistest.ClusterAddrs(t), ",")
-		}},
-	} {
+	for _, tc := range redisBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			k, v := tc.env(t)
