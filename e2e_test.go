@@ -304,6 +304,17 @@ func TestTwoInstances(t *testing.T) {
 					t.Fatalf("round %d: the poll on A did not receive the message published via B", round)
 				}
 			}
+			// A holds alice's wake-up channels (inbox, read state, group,
+			// broadcast), lingering after her polls; B, where nobody
+			// polled, holds none, so it hears nothing of her messages.
+			for _, c := range []struct {
+				in   *instance
+				want float64
+			}{{a, 4}, {b, 0}} {
+				if n, err := metric(hc, c.in.base, "pollbox_wake_channels"); err != nil || n != c.want {
+					t.Errorf("%s: pollbox_wake_channels %v (%v), want %v", c.in.base, n, err, c.want)
+				}
+			}
 		})
 	}
 }

@@ -137,6 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	go loadScripts()
+	metrics.WatchChannels(store.Hub().Subscriptions)
 	store.Hub().OnEvent = func(event string) {
 		metrics.HubEvent(event)
 		if event == "reconnected" { // Redis may have restarted with an empty script cache

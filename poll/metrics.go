@@ -79,6 +79,14 @@ func NewMetrics() *Metrics {
 	return m
 }
 
+// WatchChannels exports how many wake-up channels the instance holds
+// (subscribed, being subscribed or lingering), as channels() reports it.
+func (m *Metrics) WatchChannels(channels func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pollbox_wake_channels",
+		Help: "Wake-up channels this instance holds: those its waiting polls need, and those lingering after them."},
+		func() float64 { return float64(channels()) }))
+}
+
 // HubEvent records a wake-up hub event (see inbox.Hub.OnEvent).
 func (m *Metrics) HubEvent(event string) {
 	if event == "reconnected" {
