@@ -3,31 +3,49 @@
 # the Nchan module is installed). Everything runs on 127.0.0.1 with a private
 # redis-server and is cleaned up on exit.
 #
-#   scripts/bench.sh                  full run (5-10 minutes with Nchan)
+#   scripts/bench.sh                  full run (10-15 minutes with Nchan)
 #   BENCH_QUICK=1 scripts/bench.sh    small smoke-test version of every scenario
 #   BENCH_TARGETS=pollbox             skip the comparisons (default pollbox,nchan,floor)
 #
-# Scenarios: (1) users: 2000 users x 2 clients at 5,000 msg/s for 10 s;
-# (2) rate ladder 5k/10k/15k/20k msg/s, stopping when p99 > 50 ms, a message
-# is lost or the rate is not reached (halving down from 5k when even that is
-# not sustained), then two bisection steps between the best rate sustained
-# and the lowest that was not; (3) 15,000 waiting polls for 20 s (RSS, Redis connections);
-# (4) one broadcast to 10,000 waiting clients; (5) one publish to 10,000
-# listed recipients. Nchan gets (1)-(4); (5) has no Nchan equivalent.
-# "floor" (scripts/floor) is the least a net/http long-poll server can do:
-# in-memory, no Redis, no checks. It gets (1), (2), (4) and (5) and shows
-# how much of each figure is the machine and net/http rather than pollbox.
+# Scenarios (each "users"-mode run: 2000 users x 2 clients for 10 s, one
+# publish to one user at a time, at a fixed rate):
+#  (1) users: 5,000 msg/s, with CPU per delivered message;
+#  (2) lat-2500: 2,500 msg/s, for delivery latency below the limit;
+#  (3) rate ladder 5k/10k/15k/20k msg/s, stopping when p99 > 50 ms, a message
+#      is lost or the rate is not reached (halving down from 5k when even that
+#      is not sustained), then two bisection steps between the best rate
+#      sustained and the lowest that was not;
+#  (4) waiters: 15,000 waiting polls for 20 s on a fresh server process (RSS
+#      per poll, Redis connections); pollbox twice, with the smpe-admin
+#      session check off and on (POLLBOX_SESSION_KEY_PREFIX, the load
+#      generator creating every token's session key first);
+#  (5) one broadcast to 10,000 waiting clients; (6) one publish to 10,000
+#      listed recipients;
+#  (7) overload: 1.5 x pollbox's highest sustained rate, the same for every
+#      server, to show what each does past pollbox's limit (loss, errors).
+# Nchan gets all but (6), which has no Nchan equivalent. "floor"
+# (scripts/floor) is the least a net/http long-poll server can do: in-memory,
+# no Redis, no checks. It gets all but (4) and shows how much of each figure
+# is the machine and net/http rather than pollbox.
 #
 # The server, Redis and the load generator share this machine's CPUs: the
 # report shows each one's CPU use, and the numbers are only as good as the
 # machine is idle.
 set -euo pipefail
 
+command_line=""
+for v in BENCH_QUICK BENCH_TARGETS NCHAN_MODULE TMPDIR; do
+	[[ -n ${!v:-} ]] && command_line+="$v=$(printf '%q' "${!v}") "
+done
+command_line+="bash $(printf '%q ' "$0" "$@")"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 QUICK=${BENCH_QUICK:-0}
 TARGETS=${BENCH_TARGETS:-pollbox,nchan,floor}
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 P99_LIMIT_MS=50
+SESSION_PREFIX=online-token-
 
 for tool in go redis-server; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
@@ -60,98 +78,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '\n\033[1m%s\033[0m\n' "$*" >&2; }
-
-used_ports=" "
-# free_port VAR sets VAR to a loopback TCP port that nothing listens on, below
-# the ephemeral range so that outgoing connections never collide with it.
-free_port() {
-	local p
-	for _ in $(seq 1 500); do
-		p=$((20000 + RANDOM % 12000))
-		[[ $used_ports == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			used_ports+="$p "
-			printf -v "$1" '%s' "$p"
-			return 0
-		fi
-	done
-	echo "bench: no free port found" >&2
-	return 1
-}
-
-# http_status URL-PATH PORT: prints the HTTP status code of GET 127.0.0.1:PORT PATH.
-http_status() {
-	local path=$1 port=$2
-	(
-		exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-		printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
-		IFS= read -r -t 2 line <&3 || exit 1
-		echo "$line" | awk '{print $2}'
-	) 2>/dev/null || echo 000
-}
-
-redis_ping() {
-	(
-		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-		printf 'PING\r\n' >&3
-		IFS= read -r -t 1 line <&3 || exit 1
-		[[ $line == +PONG* ]]
-	) 2>/dev/null
-}
-
-wait_for() { # description, seconds, command...
-	local what=$1 secs=$2
-	shift 2
-	for _ in $(seq 1 $((secs * 10))); do
-		if "$@"; then return 0; fi
-		sleep 0.1
-	done
-	echo "bench: timed out waiting for $what" >&2
-	return 1
-}
-
-# stop_proc NAME PID LOG: SIGTERM, then after 15 s SIGQUIT (a Go program
-# prints its goroutines to LOG) and SIGKILL.
-stop_proc() {
-	local name=$1 pid=$2 logf=$3
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 1 150); do
-		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-		sleep 0.1
-	done
-	log "$name (pid $pid) did not stop within 15 s of SIGTERM"
-	kill -QUIT "$pid" 2>/dev/null || true
-	sleep 2
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	cp "$logf" "${TMPDIR:-/tmp}/pollbox-bench-$name-stuck.log" 2>/dev/null &&
-		echo "  its log (with a goroutine dump for Go programs): ${TMPDIR:-/tmp}/pollbox-bench-$name-stuck.log" >&2
-}
-
-rand_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-
-# jf FILE KEY: a top-level number or string from a loadgen JSON line.
-jf() {
-	[[ -s $1 ]] || { echo ""; return; }
-	sed -n "s/.*\"$2\":\"\{0,1\}\([^,}\"]*\).*/\1/p" "$1" | head -n1
-}
-
 # ---------------------------------------------------------------- machine
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 NOFILE=$(ulimit -n)
 [[ $NOFILE == unlimited ]] && NOFILE=1048576
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 mem_total=$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
-# CPU already in use by other processes, measured over one second.
-cpu_busy() {
-	local a b
-	a=$(awk '/^cpu / {print $2+$3+$4+$6+$7+$8, $5}' /proc/stat)
-	sleep 1
-	b=$(awk '/^cpu / {print $2+$3+$4+$6+$7+$8, $5}' /proc/stat)
-	awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
-		busy = y[1] - x[1]; idle = y[2] - x[2]; if (busy + idle > 0) printf "%.0f", 100 * busy / (busy + idle); else print 0 }'
-}
 busy=$(cpu_busy)
 if ((busy > 20)); then
 	log "warning: the machine is already ${busy}% busy before the benchmark starts; results will be low and noisy"
@@ -161,14 +93,14 @@ log "machine: $machine; open files limit $NOFILE; ${busy}% CPU busy before start
 
 # ---------------------------------------------------------------- sizes
 if [[ $QUICK == 1 ]]; then
-	U1=200 K1=2 R1=500 D1=2s
+	U1=200 K1=2 R1=500 R2=250 D1=2s
 	LADDER=(500 1000)
 	LADDER_MIN=100
 	WU=500 WD=2s
 	BU=200 TU=200
 	DRAIN=3s FANOUT_DRAIN=5s
 else
-	U1=2000 K1=2 R1=5000 D1=10s
+	U1=2000 K1=2 R1=5000 R2=2500 D1=10s
 	LADDER=(5000 10000 15000 20000)
 	LADDER_MIN=600
 	WU=7500 WD=20s
@@ -204,7 +136,7 @@ wait_for "redis-server on port $RPORT" 10 redis_ping "$RPORT"
 REDIS_URL="redis://127.0.0.1:$RPORT"
 log "private redis-server on 127.0.0.1:$RPORT"
 
-results=()   # "target|scenario|jsonfile"
+results=() # "target|scenario|jsonfile"
 # run_lg TARGET SCENARIO ARGS...: runs one loadgen scenario, keeps its JSON line.
 run_lg() {
 	local target=$1 name=$2
@@ -219,6 +151,16 @@ run_lg() {
 	results+=("$target|$name|$js")
 }
 
+# rated TARGET SCENARIO RATE ARGS...: U1 users × K1 clients, one-recipient
+# publishes at RATE msg/s for D1, with enough publishers for the rate.
+rated() {
+	local target=$1 name=$2 rate=$3 pubs
+	shift 3
+	pubs=$((rate / 100 < 32 ? 32 : (rate / 100 > 200 ? 200 : rate / 100)))
+	run_lg "$target" "$name" -mode users -users "$U1" -clients "$K1" -rate "$rate" -duration "$D1" \
+		-publishers "$pubs" "$@"
+}
+
 passes() { # JSON file, target rate: sustained without loss and within the p99 limit
 	local js=$1 rate=$2 lost p99 ach
 	[[ -s $js ]] || return 1
@@ -228,12 +170,10 @@ passes() { # JSON file, target rate: sustained without loss and within the p99 l
 }
 
 ladder() { # target, extra loadgen args...
-	local target=$1 rate best=0 fail=0 pubs mid
+	local target=$1 rate best=0 fail=0 mid
 	shift
 	for rate in "${LADDER[@]}"; do
-		pubs=$((rate / 100 < 32 ? 32 : (rate / 100 > 200 ? 200 : rate / 100)))
-		run_lg "$target" "ladder-$rate" -mode users -users "$U1" -clients "$K1" -rate "$rate" -duration "$D1" \
-			-publishers "$pubs" "$@"
+		rated "$target" "ladder-$rate" "$rate" "$@"
 		if passes "$tmp/$target-ladder-$rate.json" "$rate"; then
 			best=$rate
 		else
@@ -246,7 +186,7 @@ ladder() { # target, extra loadgen args...
 	rate=${LADDER[0]}
 	while ((best == 0 && rate / 2 >= LADDER_MIN)); do
 		rate=$((rate / 2))
-		run_lg "$target" "ladder-$rate" -mode users -users "$U1" -clients "$K1" -rate "$rate" -duration "$D1" "$@"
+		rated "$target" "ladder-$rate" "$rate" "$@"
 		if passes "$tmp/$target-ladder-$rate.json" "$rate"; then best=$rate; else fail=$rate; fi
 	done
 	# Two bisection steps between the best rate sustained and the lowest
@@ -255,60 +195,90 @@ ladder() { # target, extra loadgen args...
 		((best > 0 && fail > best)) || break
 		mid=$(((best + fail) / 2 / 125 * 125))
 		((mid > best && mid < fail)) || break
-		pubs=$((mid / 100 < 32 ? 32 : (mid / 100 > 200 ? 200 : mid / 100)))
-		run_lg "$target" "ladder-$mid" -mode users -users "$U1" -clients "$K1" -rate "$mid" -duration "$D1" \
-			-publishers "$pubs" "$@"
+		rated "$target" "ladder-$mid" "$mid" "$@"
 		if passes "$tmp/$target-ladder-$mid.json" "$mid"; then best=$mid; else fail=$mid; fi
 	done
 	if ((best == 0)); then best="< $rate"; fi
 	echo "$best" >"$tmp/$target-best"
 }
 
+# overload TARGET ARGS...: the users scenario at 1.5 × pollbox's highest
+# sustained rate (this target's own when pollbox was not measured), rounded
+# to 125 msg/s.
+overload() {
+	local target=$1 base rate
+	shift
+	base=$(cat "$tmp/pollbox-best" 2>/dev/null || true)
+	[[ $base =~ ^[0-9]+$ ]] || base=$(cat "$tmp/$target-best" 2>/dev/null || true)
+	if ! [[ $base =~ ^[1-9][0-9]*$ ]]; then
+		log "[$target] overload skipped: no sustained rate to start from"
+		return 0
+	fi
+	rate=$(((base * 3 / 2 + 62) / 125 * 125))
+	echo "$rate" >"$tmp/$target-overload-rate"
+	rated "$target" overload "$rate" "$@"
+}
+
 # ---------------------------------------------------------------- pollbox
-if [[ ,$TARGETS, == *,pollbox,* ]]; then
+# start_pollbox NAME [VAR=value...]: a fresh pollbox process (extra
+# environment given) on a new port; sets pollbox_pid and PB (loadgen flags).
+start_pollbox() {
+	local name=$1
+	shift
 	free_port PPORT
-	SECRET=$(rand_hex 32)
-	APIKEY=$(rand_hex 24)
-	POLLBOX_REDIS_URL=$REDIS_URL POLLBOX_JWT_SECRET=$SECRET POLLBOX_ADDR=127.0.0.1:$PPORT \
-		POLLBOX_API_KEYS=bench:$APIKEY POLLBOX_LOG_LEVEL=warn POLLBOX_MAX_POLLS_PER_USER=100 \
-		POLLBOX_PUBLISH_RATE=0 \
-		"$tmp/pollbox" >"$tmp/pollbox.log" 2>&1 &
+	pollbox_log="$tmp/pollbox-$name-server.log"
+	env POLLBOX_REDIS_URL="$REDIS_URL" POLLBOX_JWT_SECRET="$SECRET" POLLBOX_ADDR="127.0.0.1:$PPORT" \
+		POLLBOX_API_KEYS="bench:$APIKEY" POLLBOX_LOG_LEVEL=warn POLLBOX_MAX_POLLS_PER_USER=100 \
+		POLLBOX_PUBLISH_RATE=0 "$@" "$tmp/pollbox" >"$pollbox_log" 2>&1 &
 	pollbox_pid=$!
 	pids+=("$pollbox_pid")
 	ready() { [[ $(http_status /readyz "$PPORT") == 200 ]]; }
 	if ! wait_for "pollbox /readyz on port $PPORT" 30 ready; then
-		tail -n 30 "$tmp/pollbox.log" >&2
+		tail -n 30 "$pollbox_log" >&2
 		exit 1
 	fi
-	log "pollbox (pid $pollbox_pid) on 127.0.0.1:$PPORT"
+	log "pollbox (pid $pollbox_pid${*:+, $*}) on 127.0.0.1:$PPORT"
 	PB=(-url "http://127.0.0.1:$PPORT" -secret "$SECRET" -pub-token "bench:$APIKEY" -pid "$pollbox_pid")
+}
 
-	run_lg pollbox users -mode users -users "$U1" -clients "$K1" -rate "$R1" -duration "$D1" "${PB[@]}"
-	ladder pollbox "${PB[@]}"
-	run_lg pollbox waiters -mode waiters -users "$WU" -clients 2 -duration "$WD" -timeout 60 "${PB[@]}"
-	run_lg pollbox broadcast -mode broadcast -users "$BU" -clients 2 "${PB[@]}" -drain "$FANOUT_DRAIN"
-	run_lg pollbox batch -mode batch -users "$TU" -clients 1 "${PB[@]}" -drain "$FANOUT_DRAIN"
-
+stop_pollbox() {
 	if ! kill -0 "$pollbox_pid" 2>/dev/null; then
 		log "pollbox exited during the benchmark; last log lines:"
-		tail -n 30 "$tmp/pollbox.log" >&2
-	elif [[ -s $tmp/pollbox.log ]]; then
+		tail -n 30 "$pollbox_log" >&2
+	elif [[ -s $pollbox_log ]]; then
 		log "pollbox log (warnings and errors, first 20 lines):"
-		head -n 20 "$tmp/pollbox.log" >&2
+		head -n 20 "$pollbox_log" >&2
 	fi
-	stop_proc pollbox "$pollbox_pid" "$tmp/pollbox.log"
+	stop_proc pollbox "$pollbox_pid" "$pollbox_log"
+	forget_pid "$pollbox_pid"
+}
+
+if [[ ,$TARGETS, == *,pollbox,* ]]; then
+	SECRET=$(rand_hex 32)
+	APIKEY=$(rand_hex 24)
+	WAIT=(-mode waiters -users "$WU" -clients 2 -duration "$WD" -timeout 60)
+
+	start_pollbox waiters
+	run_lg pollbox waiters "${WAIT[@]}" "${PB[@]}"
+	stop_pollbox
+	start_pollbox waiters-session POLLBOX_SESSION_KEY_PREFIX="$SESSION_PREFIX"
+	run_lg pollbox waiters-session "${WAIT[@]}" "${PB[@]}" -session-prefix "$SESSION_PREFIX"
+	stop_pollbox
+
+	start_pollbox main
+	rated pollbox users "$R1" "${PB[@]}"
+	rated pollbox "lat-$R2" "$R2" "${PB[@]}"
+	ladder pollbox "${PB[@]}"
+	run_lg pollbox broadcast -mode broadcast -users "$BU" -clients 2 "${PB[@]}" -drain "$FANOUT_DRAIN"
+	run_lg pollbox batch -mode batch -users "$TU" -clients 1 "${PB[@]}" -drain "$FANOUT_DRAIN"
+	overload pollbox "${PB[@]}"
+	stop_pollbox
 fi
 
 # ---------------------------------------------------------------- Nchan
-nchan_version=""
-if [[ ,$TARGETS, == *,nchan,* ]]; then
-	if command -v nginx >/dev/null && [[ -f $NCHAN_MODULE ]] && nginx -V >/dev/null 2>&1; then
-		free_port NPORT
-		nd="$tmp/nginx"
-		mkdir -p "$nd"
-		chmod 755 "$nd"
-		wconn=$((NOFILE > 20000 ? 19000 : NOFILE - 1000))
-		cat >"$nd/nginx.conf" <<EOF
+nchan_conf() {
+	local wconn=$((NOFILE > 20000 ? 19000 : NOFILE - 1000))
+	cat >"$nd/nginx.conf" <<EOF
 load_module $NCHAN_MODULE;
 worker_processes 1;
 worker_rlimit_nofile $NOFILE;
@@ -351,25 +321,52 @@ http {
     }
 }
 EOF
-		nginx -p "$nd" -e "$nd/error.log" -c "$nd/nginx.conf" -g 'daemon off; master_process on;' \
-			>"$nd/stdout.log" 2>&1 &
-		nginx_pid=$!
-		nginx_up() { [[ $(http_status /none "$NPORT") != 000 ]]; }
-		if wait_for "nginx on port $NPORT" 15 nginx_up; then
-			worker=$(pgrep -P "$nginx_pid" -n 2>/dev/null || echo "$nginx_pid")
-			nchan_version=$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo "?")
-			log "nginx $(nginx -v 2>&1 | sed 's|.*/||') + Nchan $nchan_version on 127.0.0.1:$NPORT (worker pid $worker)"
-			NC=(-protocol nchan -nchan-sub "http://127.0.0.1:$NPORT/sub/%s"
-				-nchan-pub "http://127.0.0.1:$NPORT/pub/%s" -pid "$worker")
-			run_lg nchan users -mode users -users "$U1" -clients "$K1" -rate "$R1" -duration "$D1" "${NC[@]}"
-			ladder nchan "${NC[@]}"
+}
+
+# start_nginx: a fresh nginx + Nchan (one worker); sets nginx_pid and NC
+# (loadgen flags), or returns 1.
+start_nginx() {
+	free_port NPORT
+	nchan_conf
+	nginx -p "$nd" -e "$nd/error.log" -c "$nd/nginx.conf" -g 'daemon off; master_process on;' \
+		>>"$nd/stdout.log" 2>&1 &
+	nginx_pid=$!
+	nginx_up() { [[ $(http_status /none "$NPORT") != 000 ]]; }
+	if ! wait_for "nginx on port $NPORT" 15 nginx_up; then
+		cat "$nd/error.log" "$nd/stdout.log" >&2 || true
+		return 1
+	fi
+	local worker
+	worker=$(pgrep -P "$nginx_pid" -n 2>/dev/null || echo "$nginx_pid")
+	log "nginx $(nginx -v 2>&1 | sed 's|.*/||') + Nchan $nchan_version on 127.0.0.1:$NPORT (worker pid $worker)"
+	NC=(-protocol nchan -nchan-sub "http://127.0.0.1:$NPORT/sub/%s"
+		-nchan-pub "http://127.0.0.1:$NPORT/pub/%s" -pid "$worker")
+}
+
+stop_nginx() {
+	[[ -n $nginx_pid ]] && stop_proc nginx "$nginx_pid" "$nd/error.log"
+	nginx_pid=""
+}
+
+nchan_version=""
+if [[ ,$TARGETS, == *,nchan,* ]]; then
+	if command -v nginx >/dev/null && [[ -f $NCHAN_MODULE ]] && nginx -V >/dev/null 2>&1; then
+		nd="$tmp/nginx"
+		mkdir -p "$nd"
+		chmod 755 "$nd"
+		nchan_version=$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo "?")
+		if start_nginx; then
 			run_lg nchan waiters -mode waiters -users "$WU" -clients 2 -duration "$WD" -timeout 60 "${NC[@]}"
-			run_lg nchan broadcast -mode broadcast -users "$BU" -clients 2 "${NC[@]}" -drain "$FANOUT_DRAIN"
-		else
-			cat "$nd/error.log" "$nd/stdout.log" >&2 || true
 		fi
-		stop_proc nginx "$nginx_pid" "$nd/error.log"
-		nginx_pid=""
+		stop_nginx
+		if start_nginx; then
+			rated nchan users "$R1" "${NC[@]}"
+			rated nchan "lat-$R2" "$R2" "${NC[@]}"
+			ladder nchan "${NC[@]}"
+			run_lg nchan broadcast -mode broadcast -users "$BU" -clients 2 "${NC[@]}" -drain "$FANOUT_DRAIN"
+			overload nchan "${NC[@]}"
+		fi
+		stop_nginx
 	else
 		log "Nchan comparison skipped: nginx with $NCHAN_MODULE not found."
 		echo "  Debian/Ubuntu: sudo apt-get install nginx-light libnginx-mod-nchan" >&2
@@ -386,107 +383,40 @@ if [[ ,$TARGETS, == *,floor,* ]]; then
 	if wait_for "floor on port $FPORT" 15 floor_up; then
 		log "floor (pid $floor_pid) on 127.0.0.1:$FPORT"
 		FL=(-url "http://127.0.0.1:$FPORT" -secret unused -pub-token floor:unused -pid "$floor_pid")
-		run_lg floor users -mode users -users "$U1" -clients "$K1" -rate "$R1" -duration "$D1" "${FL[@]}"
+		rated floor users "$R1" "${FL[@]}"
+		rated floor "lat-$R2" "$R2" "${FL[@]}"
 		ladder floor "${FL[@]}"
 		run_lg floor broadcast -mode broadcast -users "$BU" -clients 2 "${FL[@]}" -drain "$FANOUT_DRAIN"
 		run_lg floor batch -mode batch -users "$TU" -clients 1 "${FL[@]}" -drain "$FANOUT_DRAIN"
+		overload floor "${FL[@]}"
 	else
 		cat "$tmp/floor.log" >&2
 	fi
 	stop_proc floor "$floor_pid" "$tmp/floor.log"
+	forget_pid "$floor_pid"
 fi
 
 # ---------------------------------------------------------------- report
-num() { # number with at most 1 decimal; "-" when empty
-	[[ -z ${1:-} ]] && { echo "-"; return; }
-	awk -v v="$1" 'BEGIN { if (v < 0) print "-"; else if (v == int(v)) printf "%d", v; else printf "%.1f", v }'
-}
-pct() { awk -v v="${1:--1}" 'BEGIN { if (v < 0) print "-"; else printf "%.0f%%", v }'; }
-mibs() { [[ -z ${1:-} || ${1:-0} == 0 ]] && { echo "-"; return; }; awk -v v="$1" 'BEGIN { printf "%.0f MiB", v/1024 }'; }
-
-row() { # target scenario json
-	local t=$1 s=$2 js=$3 mode extra=""
-	if [[ ! -s $js ]]; then
-		echo "| $t | $s | failed | | | | | | | | | |"
-		return
-	fi
-	mode=$(jf "$js" mode)
-	local rate="-"
-	case $mode in
-	users) rate="$(num "$(jf "$js" target_rate)") → $(num "$(jf "$js" achieved_rate)")" ;;
-	broadcast | batch)
-		extra="publish call $(num "$(jf "$js" single_publish_ms)") ms; "
-		if [[ $(jf "$js" lost) == 0 ]]; then
-			extra+="all delivered after $(num "$(awk -v s="$(jf "$js" all_delivered_s)" 'BEGIN{print s*1000}')") ms"
-		else
-			extra+="not all delivered within $(num "$(jf "$js" drain_s)") s"
-		fi
-		;;
-	waiters) extra="$(num "$(jf "$js" kib_per_client)") KiB RSS per waiting poll" ;;
-	esac
-	local deliv="-"
-	[[ $mode != waiters ]] && deliv="$(jf "$js" delivered)/$(jf "$js" expected) ($(jf "$js" lost)/$(jf "$js" duplicated))"
-	local lat="-"
-	[[ $mode != waiters ]] && lat="$(num "$(jf "$js" delivery_p50_ms)") / $(num "$(jf "$js" delivery_p99_ms)") / $(num "$(jf "$js" delivery_max_ms)")"
-	local pub="-"
-	[[ $mode == users ]] && pub="$(num "$(jf "$js" publish_p50_ms)") / $(num "$(jf "$js" publish_p99_ms)")"
-	local cpu
-	cpu="$(pct "$(jf "$js" server_cpu_pct)") / $(pct "$(jf "$js" redis_cpu_pct)") / $(pct "$(jf "$js" loadgen_cpu_pct)")"
-	echo "| $t | $s | $(jf "$js" connected) | $rate | $deliv | $(jf "$js" poll_errors) | $lat | $pub | $cpu | $(mibs "$(jf "$js" rss_peak_kib)") | $(jf "$js" redis_conns_peak) | $extra |"
-}
-
 echo
 echo "## Benchmark results"
 echo
+echo "Command: \`${command_line% }\`"
+echo
 echo "Machine: $machine. Everything on one machine (server, Redis, load generator); delivery latency is"
 echo "measured from just before the publish call to the client receiving the message. CPU is % of one core"
-echo "averaged over the measured phase. ${busy}% of the machine's CPU was busy with other work before the start."
+echo "averaged over the measured phase (publishing, then until every message arrived or the drain time ended)."
+echo "${busy}% of the machine's CPU was busy with other work before the start. The waiters rows each ran on a"
+echo "fresh server process; \"users\" (${R1} msg/s) and \"lat-${R2}\" use ${U1} users × ${K1} clients for ${D1}."
 [[ $QUICK == 1 ]] && echo "**BENCH_QUICK=1: smoke-test sizes, not representative.**"
 echo
-echo "| Server | Scenario | Clients | msg/s target → achieved | Delivered/expected (lost/dup) | Poll errors | Delivery p50 / p99 / max (ms) | Publish p50 / p99 (ms) | CPU server / Redis / loadgen | Server RSS peak | Redis conns peak | Notes |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-for r in "${results[@]}"; do
-	IFS='|' read -r t s js <<<"$r"
-	row "$t" "$s" "$js"
-done
-echo
-for t in pollbox nchan floor; do
-	[[ -f $tmp/$t-best ]] && echo "Highest sustained rate ($t, ${U1}×${K1} clients, p99 ≤ ${P99_LIMIT_MS} ms, no loss): $(cat "$tmp/$t-best") msg/s"
-done
-
+print_results
+print_overload
 if [[ -f $tmp/pollbox-best && -f $tmp/nchan-best ]]; then
-	a="$tmp/pollbox-users.json" b="$tmp/nchan-users.json"
-	ratio() {
-		awk -v x="${1:-}" -v y="${2:-}" 'BEGIN {
-			if (x !~ /^[0-9.]+$/ || y !~ /^[0-9.]+$/ || y + 0 == 0) print "-"; else printf "%.2f", x / y }'
-	}
-	cmp() { # label key [scenario]
-		local x y
-		x=$(jf "$tmp/pollbox-${3:-users}.json" "$2") y=$(jf "$tmp/nchan-${3:-users}.json" "$2")
-		echo "| $1 | $(num "$x") | $(num "$y") | $(ratio "$x" "$y") |"
-	}
-	echo
-	echo "### pollbox vs Nchan $nchan_version (longpoll, Redis storage, 1 worker)"
-	echo
-	echo "Rows without a scenario name compare \"users\" (${U1} users × ${K1} clients at ${R1} msg/s for ${D1}). Ratio = pollbox / Nchan (lower is better except for rates)."
-	echo
-	echo "| Metric | pollbox | Nchan | Ratio |"
-	echo "|---|---|---|---|"
-	cmp "Achieved msg/s" achieved_rate
-	cmp "Delivery p50 (ms)" delivery_p50_ms
-	cmp "Delivery p99 (ms)" delivery_p99_ms
-	cmp "Delivery max (ms)" delivery_max_ms
-	cmp "Publish p99 (ms)" publish_p99_ms
-	cmp "Lost" lost
-	cmp "Poll errors" poll_errors
-	x=$(jf "$a" rss_peak_kib) y=$(jf "$b" rss_peak_kib)
-	echo "| Server RSS peak (MiB) | $(num "$(awk -v v="${x:-0}" 'BEGIN{print v/1024}')") | $(num "$(awk -v v="${y:-0}" 'BEGIN{print v/1024}')") | $(ratio "$x" "$y") |"
-	cmp "Redis connections peak" redis_conns_peak
-	cmp "Server CPU % (of one core)" server_cpu_pct
-	x=$(cat "$tmp/pollbox-best") y=$(cat "$tmp/nchan-best")
-	echo "| Highest sustained msg/s | $x | $y | $(ratio "$x" "$y") |"
-	cmp "KiB RSS per waiting poll ($((WU * 2)) polls)" kib_per_client waiters
-	cmp "Broadcast publish call (ms, $((BU * 2)) clients)" single_publish_ms broadcast
-	cmp "Broadcast delivery p50 (ms)" delivery_p50_ms broadcast
-	cmp "Broadcast: all delivered after (s)" all_delivered_s broadcast
+	print_comparison
 fi
+if [[ ,$TARGETS, == *,pollbox,* ]]; then
+	print_targets
+fi
+echo
+echo "Command: \`${command_line% }\`"
+echo "Machine: $machine"

@@ -43,6 +43,7 @@ type config struct {
 	dialers      int
 	label        string
 	cpuProfile   string
+	sessionKey   string // prefix of the login-session keys to create
 }
 
 const usageHead = `loadgen — load generator for pollbox (HTTP long-polling notifications).
@@ -64,6 +65,7 @@ Only plain http:// URLs on 127.0.0.0/8, ::1 and localhost are accepted.
 Examples:
   go run ./scripts/loadgen -secret "$POLLBOX_JWT_SECRET" -users 2000 -clients 2 -rate 5000 -duration 10s
   go run ./scripts/loadgen -secret S -mode waiters -users 7500 -clients 2 -duration 20s -pid $(pidof pollbox) -redis redis://127.0.0.1:6400
+  go run ./scripts/loadgen -secret S -mode waiters -redis redis://127.0.0.1:6400 -session-prefix online-token-
   go run ./scripts/loadgen -protocol nchan -nchan-sub http://127.0.0.1:8081/sub/%s -nchan-pub http://127.0.0.1:8081/pub/%s -rate 5000
 
 Flags:
@@ -94,6 +96,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.dialers, "dialers", 256, "maximum clients connecting at the same time")
 	fs.StringVar(&c.label, "label", "", "free text copied into the report and JSON (e.g. scenario name)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator itself to this file")
+	fs.StringVar(&c.sessionKey, "session-prefix", "", "before the clients connect, SET `prefix`<token> in the -redis Redis for every minted token, "+
+		"as smpe-admin does at login (for a server with POLLBOX_SESSION_KEY_PREFIX=prefix, e.g. online-token-)")
 	fs.Usage = func() {
 		_, _ = io.WriteString(fs.Output(), usageHead)
 		fs.PrintDefaults()
@@ -140,6 +144,9 @@ func (c *config) validate() error {
 		if err := checkLoopback(c.redisURL); err != nil {
 			return fmt.Errorf("-redis: %w", err)
 		}
+	}
+	if c.sessionKey != "" && (c.protocol != "pollbox" || c.redisURL == "") {
+		return errors.New("-session-prefix needs -protocol pollbox and -redis (where the session keys go)")
 	}
 	if c.users < 1 || c.clients < 1 {
 		return errors.New("-users and -clients must be at least 1")

@@ -18,6 +18,8 @@ type result struct {
 	ClientsPerUser int     `json:"clients_per_user"`
 	Clients        int     `json:"clients"`
 	Connected      int     `json:"connected"`
+	NotReady       int     `json:"not_ready"` // clients not subscribed when publishing began
+	Sessions       int     `json:"sessions,omitempty"`
 	Publishers     int     `json:"publishers"`
 	ServerWaiting  int64   `json:"server_waiting"`
 	SetupS         float64 `json:"setup_s"`
@@ -37,6 +39,7 @@ type result struct {
 	Expected         int64 `json:"expected"`
 	Delivered        int64 `json:"delivered"`
 	Lost             int64 `json:"lost"`
+	LostNotReady     int64 `json:"lost_not_ready"` // part of Lost owed to clients that were not subscribed
 	Duplicated       int64 `json:"duplicated"`
 	DeliveredUnacked int64 `json:"delivered_unacked"`
 	Stale            int64 `json:"stale"`
@@ -65,6 +68,11 @@ type result struct {
 	ServerCPUPct  float64 `json:"server_cpu_pct"`
 	RedisCPUPct   float64 `json:"redis_cpu_pct"`
 	LoadgenCPUPct float64 `json:"loadgen_cpu_pct"`
+	// CPU seconds used over the measured phase (-1: not sampled) and the
+	// server's plus Redis's CPU time per delivered message.
+	ServerCPUS       float64 `json:"server_cpu_s"`
+	RedisCPUS        float64 `json:"redis_cpu_s"`
+	CPUPerDeliveryUS float64 `json:"cpu_us_per_delivery"`
 
 	RSSStartKiB   int64   `json:"rss_start_kib"`
 	RSSWaitingKiB int64   `json:"rss_waiting_kib"`
@@ -102,6 +110,9 @@ func printReport(w io.Writer, cfg *config, r *result) {
 		line += fmt.Sprintf("; server reported %d polls waiting", r.ServerWaiting)
 	}
 	p("%s", line)
+	if r.Sessions > 0 {
+		p("sessions       %d login-session keys %s<token> created before connecting", r.Sessions, cfg.sessionKey)
+	}
 	switch r.Mode {
 	case "users":
 		p("published      %d ok, %d failed of %d scheduled (target %.0f/s, achieved %.0f/s over %.2fs, %d publishers)",
@@ -116,14 +127,21 @@ func printReport(w io.Writer, cfg *config, r *result) {
 	}
 	if r.Mode != "waiters" {
 		p("deliveries     expected %d, delivered %d, lost %d, duplicated %d", r.Expected, r.Delivered, r.Lost, r.Duplicated)
+		if r.NotReady > 0 {
+			p("               %d of the lost were owed to the %d clients not subscribed when publishing began", r.LostNotReady, r.NotReady)
+		}
 		if r.DeliveredUnacked+r.Stale+r.Foreign+r.Misrouted+r.Resets > 0 {
 			p("               delivered-but-publish-failed %d, stale %d, foreign %d, misrouted %d, resets %d",
 				r.DeliveredUnacked, r.Stale, r.Foreign, r.Misrouted, r.Resets)
 		}
 		p("delivery lat   p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  (mean %.2fms)",
 			r.DeliveryP50MS, r.DeliveryP90MS, r.DeliveryP99MS, r.DeliveryMaxMS, r.DeliveryMeanMS)
-		if r.Lost == 0 && r.Expected > 0 {
-			p("all delivered  %.3fs after publishing began (%.3fs after it ended)", r.AllDeliveredS, r.DrainS)
+		if r.AllDeliveredS >= 0 && r.Lost == r.LostNotReady && r.Expected > 0 {
+			to := ""
+			if r.NotReady > 0 {
+				to = " to the subscribed clients"
+			}
+			p("all delivered%s  %.3fs after publishing began (%.3fs after it ended)", to, r.AllDeliveredS, r.DrainS)
 		} else {
 			p("drain          gave up %.1fs after publishing ended", r.DrainS)
 		}
@@ -161,6 +179,10 @@ func printReport(w io.Writer, cfg *config, r *result) {
 		cpu += fmt.Sprintf(", redis %.0f%%", r.RedisCPUPct)
 	}
 	p("cpu            %s of one core, averaged over the %.1fs measured phase (%d cores)", cpu, r.ElapsedS, runtime.NumCPU())
+	if r.CPUPerDeliveryUS >= 0 {
+		p("cpu per msg    %.1f µs of server+redis CPU per delivered message (%.2fs server + %.2fs redis over the phase / %d delivered)",
+			r.CPUPerDeliveryUS, r.ServerCPUS, max(r.RedisCPUS, 0), r.Delivered)
+	}
 	for _, n := range r.Notes {
 		p("note           %s", n)
 	}

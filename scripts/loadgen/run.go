@@ -209,6 +209,17 @@ func (r *runner) run() (*result, error) {
 	res := &result{Label: cfg.label, Mode: cfg.mode, Protocol: cfg.protocol, Users: cfg.users, ServerWaiting: -1,
 		ClientsPerUser: cfg.clients, Clients: total, Publishers: cfg.publishers}
 
+	if cfg.sessionKey != "" {
+		toks := r.sessionTokens()
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.setupTimeout)
+		err := createSessions(sctx, cfg.redisURL, cfg.sessionKey, toks)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		res.Sessions = len(toks)
+	}
+
 	sampCtx, stopSamplers := context.WithCancel(context.Background())
 	defer stopSamplers()
 	if r.proc != nil {
@@ -269,6 +280,7 @@ func (r *runner) run() (*result, error) {
 		}
 	}
 	res.Connected = active
+	res.NotReady = total - active
 	if active == 0 {
 		kinds, _ := r.pollErrs.snapshot()
 		var first []string
@@ -337,6 +349,13 @@ func (r *runner) run() (*result, error) {
 	res.ServerCPUPct = pct(cpu0.server, cpu1.server, cpu0.serverOK, cpu1.serverOK)
 	res.RedisCPUPct = pct(cpu0.redis, cpu1.redis, cpu0.redisOK, cpu1.redisOK)
 	res.LoadgenCPUPct = pct(cpu0.self, cpu1.self, true, true)
+	res.ServerCPUS, res.RedisCPUS = -1, -1
+	if cpu0.serverOK && cpu1.serverOK {
+		res.ServerCPUS = cpu1.server - cpu0.server
+	}
+	if cpu0.redisOK && cpu1.redisOK {
+		res.RedisCPUS = cpu1.redis - cpu0.redis
+	}
 	if r.proc != nil {
 		r.proc.sample()
 	}
@@ -368,6 +387,14 @@ func (r *runner) fill(res *result) {
 	cfg := r.cfg
 	for _, c := range r.clients {
 		if !c.active.Load() {
+			// Not subscribed when publishing began (refused, or still
+			// connecting): every message it was owed is lost to it.
+			if c.stream >= 0 {
+				exp := r.okCount[c.stream].Load()
+				res.Expected += exp
+				res.Lost += exp
+				res.LostNotReady += exp
+			}
 			continue
 		}
 		if !c.exited.Load() {
@@ -415,6 +442,7 @@ func (r *runner) fill(res *result) {
 	res.DeliveryP99MS = r.delivLat.quantile(0.99)
 	res.DeliveryMaxMS = r.delivLat.maxMS()
 	res.DeliveryMeanMS = r.delivLat.meanMS()
+	res.CPUPerDeliveryUS = cpuPerDelivery(res.ServerCPUS, res.RedisCPUS, res.Delivered)
 	res.PollErrorsByKind, res.PollErrors = r.pollErrs.snapshot()
 	res.PollErrorExamples = r.pollErrs.examples()
 	res.PublishErrorsByKind, _ = r.pubErrs.snapshot()
@@ -450,3 +478,14 @@ func (r *runner) fill(res *result) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cpuPerDelivery is the server's plus Redis's CPU time over the measured
+// phase (publishing and drain) per message delivered to a client, in
+// microseconds; -1 when the server's CPU time or the deliveries are
+// unknown. Redis's share counts only when known (-1: not sampled).
+func cpuPerDelivery(serverS, redisS float64, delivered int64) float64 {
+	if serverS < 0 || delivered <= 0 {
+		return -1
+	}
+	return (serverS + max(redisS, 0)) / float64(delivered) * 1e6
+}

@@ -86,6 +86,12 @@ func jwtSubject(auth string) string {
 // with every answer shape the load generator must cope with: unknown and
 // nested fields, decoy "body" keys, Content-Length and chunked bodies.
 func fakePollbox(t *testing.T, users int) *httptest.Server {
+	ts := httptest.NewServer(fakePollboxHandler(users))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func fakePollboxHandler(users int) http.Handler {
 	f := newFakeStreams()
 	var n atomic.Int64
 	mux := http.NewServeMux()
@@ -148,15 +154,19 @@ func fakePollbox(t *testing.T, users int) *httptest.Server {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "# HELP x\npollbox_polls_waiting %d\n", f.waiting.Load())
 	})
-	ts := httptest.NewServer(mux)
-	t.Cleanup(ts.Close)
-	return ts
+	return mux
 }
 
 // fakeNchan serves long-poll subscribers and publishers the way Nchan does:
 // a new subscriber waits for the next message, and Last-Modified / Etag
 // tell where it continues; an empty wait ends with 408.
 func fakeNchan(t *testing.T) *httptest.Server {
+	ts := httptest.NewServer(fakeNchanHandler())
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func fakeNchanHandler() http.Handler {
 	f := newFakeStreams()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sub/{ch}", func(w http.ResponseWriter, r *http.Request) {
@@ -186,9 +196,7 @@ func fakeNchan(t *testing.T) *httptest.Server {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, "queued messages: 1\n")
 	})
-	ts := httptest.NewServer(mux)
-	t.Cleanup(ts.Close)
-	return ts
+	return mux
 }
 
 // TestRunAgainstFakeServers runs whole load-generator runs against the
