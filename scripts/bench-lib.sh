@@ -190,7 +190,9 @@ print_overload() {
 	for t in pollbox nchan floor; do [[ -f $tmp/$t-overload-rate ]] && any=1; done
 	((any)) || return 0
 	echo
-	echo "### Overload: 1.5 × pollbox's highest sustained rate (${U1} users × ${K1} clients, ${D1})"
+	local of="pollbox's highest sustained rate"
+	[[ -f $tmp/pollbox-best ]] || of="each server's own highest sustained rate"
+	echo "### Overload: 1.5 × $of (${U1} users × ${K1} clients, ${D1})"
 	echo
 	echo "Lost = messages acknowledged to the publisher that a subscribed client never received (also those owed to clients"
 	echo "the server refused before publishing began); poll errors = non-2xx answers to a poll/subscribe and failed connections."

@@ -33,11 +33,14 @@
 # machine is idle.
 set -euo pipefail
 
+# The command line as typed, with the environment that changes the run.
+shq() { if [[ $1 =~ ^[A-Za-z0-9_.,/:=+-]+$ ]]; then printf '%s' "$1"; else printf '%q' "$1"; fi; }
 command_line=""
 for v in BENCH_QUICK BENCH_TARGETS NCHAN_MODULE TMPDIR; do
-	[[ -n ${!v:-} ]] && command_line+="$v=$(printf '%q' "${!v}") "
+	[[ -n ${!v:-} ]] && command_line+="$v=$(shq "${!v}") "
 done
-command_line+="bash $(printf '%q ' "$0" "$@")"
+command_line+="bash"
+for a in "$0" "$@"; do command_line+=" $(shq "$a")"; done
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
@@ -400,7 +403,7 @@ fi
 echo
 echo "## Benchmark results"
 echo
-echo "Command: \`${command_line% }\`"
+echo "Command: \`$command_line\`"
 echo
 echo "Machine: $machine. Everything on one machine (server, Redis, load generator); delivery latency is"
 echo "measured from just before the publish call to the client receiving the message. CPU is % of one core"
@@ -418,5 +421,5 @@ if [[ ,$TARGETS, == *,pollbox,* ]]; then
 	print_targets
 fi
 echo
-echo "Command: \`${command_line% }\`"
+echo "Command: \`$command_line\`"
 echo "Machine: $machine"
