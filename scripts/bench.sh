@@ -10,7 +10,8 @@
 # Scenarios (each "users"-mode run: 2000 users x 2 clients for 10 s, one
 # publish to one user at a time, at a fixed rate):
 #  (1) users: 5,000 msg/s, with CPU per delivered message;
-#  (2) lat-2500: 2,500 msg/s, for delivery latency below the limit;
+#  (2) lat-2500: 2,500 msg/s, for delivery latency below the limit (twice
+#      the publishers of the ladder, so that the rate is reached);
 #  (3) rate ladder 5k/10k/15k/20k msg/s, stopping when p99 > 50 ms, a message
 #      is lost or the rate is not reached (halving down from 5k when even that
 #      is not sustained), then two bisection steps between the best rate
@@ -22,7 +23,8 @@
 #  (5) one broadcast to 10,000 waiting clients; (6) one publish to 10,000
 #      listed recipients;
 #  (7) overload: 1.5 x pollbox's highest sustained rate, the same for every
-#      server, to show what each does past pollbox's limit (loss, errors).
+#      server, with four times the ladder's publishers (each waits for its
+#      answer), to show what each does past pollbox's limit (loss, errors).
 # Nchan gets all but (6), which has no Nchan equivalent. "floor"
 # (scripts/floor) is the least a net/http long-poll server can do: in-memory,
 # no Redis, no checks. It gets all but (4) and shows how much of each figure
@@ -155,11 +157,15 @@ run_lg() {
 }
 
 # rated TARGET SCENARIO RATE ARGS...: U1 users × K1 clients, one-recipient
-# publishes at RATE msg/s for D1, with enough publishers for the rate.
+# publishes at RATE msg/s for D1. Each publisher waits for its answer: rate/100
+# of them (32 to 200) sustain the rate while a publish takes under 10 ms;
+# PUB_X (default 1) multiplies that, so that a slower server is still offered
+# the rate instead of the publishers slowing down with it.
 rated() {
 	local target=$1 name=$2 rate=$3 pubs
 	shift 3
 	pubs=$((rate / 100 < 32 ? 32 : (rate / 100 > 200 ? 200 : rate / 100)))
+	pubs=$((pubs * ${PUB_X:-1}))
 	run_lg "$target" "$name" -mode users -users "$U1" -clients "$K1" -rate "$rate" -duration "$D1" \
 		-publishers "$pubs" "$@"
 }
@@ -219,8 +225,12 @@ overload() {
 	fi
 	rate=$(((base * 3 / 2 + 62) / 125 * 125))
 	echo "$rate" >"$tmp/$target-overload-rate"
-	rated "$target" overload "$rate" "$@"
+	PUB_X=4 rated "$target" overload "$rate" "$@"
 }
+
+# latency TARGET ARGS...: the users scenario at R2 msg/s, with twice the
+# publishers so that the rate is reached when the server can take it.
+latency() { PUB_X=2 rated "$1" "lat-$R2" "$R2" "${@:2}"; }
 
 # ---------------------------------------------------------------- pollbox
 # start_pollbox NAME [VAR=value...]: a fresh pollbox process (extra
@@ -270,7 +280,7 @@ if [[ ,$TARGETS, == *,pollbox,* ]]; then
 
 	start_pollbox main
 	rated pollbox users "$R1" "${PB[@]}"
-	rated pollbox "lat-$R2" "$R2" "${PB[@]}"
+	latency pollbox "${PB[@]}"
 	ladder pollbox "${PB[@]}"
 	run_lg pollbox broadcast -mode broadcast -users "$BU" -clients 2 "${PB[@]}" -drain "$FANOUT_DRAIN"
 	run_lg pollbox batch -mode batch -users "$TU" -clients 1 "${PB[@]}" -drain "$FANOUT_DRAIN"
@@ -364,7 +374,7 @@ if [[ ,$TARGETS, == *,nchan,* ]]; then
 		stop_nginx
 		if start_nginx; then
 			rated nchan users "$R1" "${NC[@]}"
-			rated nchan "lat-$R2" "$R2" "${NC[@]}"
+			latency nchan "${NC[@]}"
 			ladder nchan "${NC[@]}"
 			run_lg nchan broadcast -mode broadcast -users "$BU" -clients 2 "${NC[@]}" -drain "$FANOUT_DRAIN"
 			overload nchan "${NC[@]}"
@@ -387,7 +397,7 @@ if [[ ,$TARGETS, == *,floor,* ]]; then
 		log "floor (pid $floor_pid) on 127.0.0.1:$FPORT"
 		FL=(-url "http://127.0.0.1:$FPORT" -secret unused -pub-token floor:unused -pid "$floor_pid")
 		rated floor users "$R1" "${FL[@]}"
-		rated floor "lat-$R2" "$R2" "${FL[@]}"
+		latency floor "${FL[@]}"
 		ladder floor "${FL[@]}"
 		run_lg floor broadcast -mode broadcast -users "$BU" -clients 2 "${FL[@]}" -drain "$FANOUT_DRAIN"
 		run_lg floor batch -mode batch -users "$TU" -clients 1 "${FL[@]}" -drain "$FANOUT_DRAIN"
