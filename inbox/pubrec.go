@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -259,12 +260,47 @@ func (s *Store) readRecord(ctx context.Context, p pubID) (*pubRecord, error) {
 	return recordFrom(p, m), nil
 }
 
-// begin creates rec's record under the first free id of its
-// millisecond, and returns it, or returns the record an earlier publish
-// made under the same client idempotency key. For a scheduled record,
-// propose is called with each id before the record is written (it adds
-// the id to the due queue, see schedule) and unpropose when the id is not
-// used after all.
+// pubSeqs remembers, per owner, the millisecond of the latest publish id
+// this instance proposed and the next sequence number to propose in it.
+// One owner (a busy API key) publishing thousands of times a second has
+// several publishes per millisecond: proposing from 0 each time would cost
+// a script call for every id already taken.
+type pubSeqs struct {
+	mu   sync.Mutex
+	next map[string]pubSeqHint
+}
+
+type pubSeqHint struct{ ms, seq uint64 }
+
+// maxPubSeqHints bounds the owners remembered; past it the hints start over.
+const maxPubSeqHints = 10000
+
+// take returns the sequence number to propose for owner tag in
+// millisecond ms: from, or past every one handed out for that millisecond
+// already, and reserves it.
+func (h *pubSeqs) take(tag string, ms, from uint64) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.next == nil || len(h.next) >= maxPubSeqHints {
+		h.next = map[string]pubSeqHint{}
+	}
+	seq := from
+	if e, ok := h.next[tag]; ok && e.ms == ms && e.seq > seq {
+		seq = e.seq
+	}
+	h.next[tag] = pubSeqHint{ms: ms, seq: seq + 1}
+	return seq
+}
+
+// maxPubSeq bounds the publish ids of one owner in one millisecond.
+const maxPubSeq = 10000
+
+// begin creates rec's record under a free id of its millisecond (from
+// the first one this instance has not proposed yet), and returns it, or
+// returns the record an earlier publish made under the same client
+// idempotency key. For a scheduled record, propose is called with each id
+// before the record is written (it adds the id to the due queue, see
+// schedule) and unpropose when the id is not used after all.
 func (s *Store) begin(ctx context.Context, rec *pubRecord, now time.Time, idemKey string,
 	propose func(pubID) (bool, error), unpropose func(pubID) error) (*pubRecord, error) {
 	o := rec.p.owner
@@ -279,8 +315,9 @@ func (s *Store) begin(ctx context.Context, rec *pubRecord, now time.Time, idemKe
 		fv = append(fv, k, v)
 	}
 	trim := ms(now.Add(-2 * s.opt.Retention))
-	for seq := uint64(0); seq < 10000; seq++ {
-		p := pubID{owner: o, at: entryID{ms: uint64(ms(now)), seq: seq}}
+	at := uint64(ms(now))
+	for seq := s.pubSeq.take(tag, at, 0); seq < maxPubSeq; seq = s.pubSeq.take(tag, at, seq+1) {
+		p := pubID{owner: o, at: entryID{ms: at, seq: seq}}
 		if propose != nil {
 			ok, err := propose(p)
 			if err != nil {

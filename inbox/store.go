@@ -88,6 +88,7 @@ type Store struct {
 	view   *view
 	flight singleflight.Group // shared reads and counts of woken polls (see poll.go, state.go)
 	batch  *batcher
+	pubSeq pubSeqs // next publish id sequence to propose, per owner (see begin)
 	// scripts counts script calls sent to Redis: the tests use it to check
 	// that the paths meant to be answered from the instance's caches are.
 	scripts atomic.Int64
