@@ -113,6 +113,16 @@ func (s *Store) PublishWith(ctx context.Context, t Target, d Draft, o PublishOpt
 		return res, nil
 	}
 	rec := s.newPubRecord(o.Owner, d, t, rt, now, time.Time{}, o.IdemKey)
+	if s.oneCall(rt) {
+		r, ok, err := s.publishOne(ctx, d, rt, rec, now, o.IdemKey)
+		if err != nil {
+			return PublishResult{}, err
+		}
+		if ok {
+			return r, nil
+		}
+		// An earlier publish under the same idempotency key: answered below.
+	}
 	rec, err = s.begin(ctx, rec, now, o.IdemKey, nil, nil)
 	if err != nil {
 		return PublishResult{}, err
@@ -237,6 +247,28 @@ func (s *Store) resolveTargets(t Target) (*targets, error) {
 // idempotency key ("<sender>:<key>") or "" for none; pid, when set, is
 // written into each entry so that an entry can be tied to its record.
 func (s *Store) writeStreams(ctx context.Context, d Draft, rt *targets, idem, pid string) ([]entryID, error) {
+	calls := s.streamCalls(d, rt, idem, pid)
+	res, err := s.evalPipe(ctx, calls)
+	// What this instance derived from the streams' content is stale from
+	// now on, not only once the wake-ups have come back through the hub.
+	for _, st := range rt.streams {
+		s.view.touch(st.key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	es := make([]entryID, len(rt.streams))
+	for i, r := range res {
+		if es[i], err = parsePublishReply(r); err != nil {
+			return nil, err
+		}
+	}
+	return es, nil
+}
+
+// streamCalls returns the publishScript calls that append d to each
+// stream of rt (see writeStreams).
+func (s *Store) streamCalls(d Draft, rt *targets, idem, pid string) []scriptCall {
 	now := s.opt.Now()
 	fv, expiresAt := d.fields(now)
 	if pid != "" {
@@ -281,27 +313,19 @@ func (s *Store) writeStreams(ctx context.Context, d Draft, rt *targets, idem, pi
 		}
 		calls[i] = scriptCall{sc: publishScript, keys: ks, args: args}
 	}
-	res, err := s.evalPipe(ctx, calls)
-	// What this instance derived from the streams' content is stale from
-	// now on, not only once the wake-ups have come back through the hub.
-	for _, st := range rt.streams {
-		s.view.touch(st.key)
+	return calls
+}
+
+// parsePublishReply returns the entry id of a publishScript reply.
+func parsePublishReply(r any) (entryID, error) {
+	pair, _ := r.([]any)
+	if len(pair) != 2 {
+		return entryID{}, fmt.Errorf("publish: unexpected reply %v", r)
 	}
+	idStr, _ := pair[0].(string)
+	e, err := parseEntryID(idStr)
 	if err != nil {
-		return nil, err
+		return entryID{}, fmt.Errorf("publish: %w", err)
 	}
-	es := make([]entryID, len(rt.streams))
-	for i, r := range res {
-		pair, _ := r.([]any)
-		if len(pair) != 2 {
-			return nil, fmt.Errorf("publish: unexpected reply %v", r)
-		}
-		idStr, _ := pair[0].(string)
-		e, err := parseEntryID(idStr)
-		if err != nil {
-			return nil, fmt.Errorf("publish: %w", err)
-		}
-		es[i] = e
-	}
-	return es, nil
+	return e, nil
 }

@@ -292,6 +292,17 @@ func (h *pubSeqs) take(tag string, ms, from uint64) uint64 {
 	return seq
 }
 
+// give hands back seq, taken for owner tag in millisecond ms and not used
+// (an earlier publish under the same idempotency key answered), unless a
+// later one was taken since.
+func (h *pubSeqs) give(tag string, ms, seq uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e, ok := h.next[tag]; ok && e == (pubSeqHint{ms: ms, seq: seq + 1}) {
+		h.next[tag] = pubSeqHint{ms: ms, seq: seq}
+	}
+}
+
 // maxPubSeq bounds the publish ids of one owner in one millisecond.
 const maxPubSeq = 10000
 
@@ -351,6 +362,7 @@ func (s *Store) begin(ctx context.Context, rec *pubRecord, now time.Time, idemKe
 			continue
 		}
 		// An earlier publish under the same idempotency key.
+		s.pubSeq.give(tag, at, seq)
 		old, err := parsePubID(id)
 		if err != nil {
 			return nil, fmt.Errorf("publish begin: %w", err)

@@ -52,7 +52,11 @@ import "github.com/redis/go-redis/v9"
 // wakeFields), PUBLISH or SPUBLISH (see Store.sharded), field, value, …
 // (the type is the value of the field "type").
 // Returns {entryID, created(0|1)}.
-var publishScript = redis.NewScript(luaIDHelpers + luaUnreadHelpers + `
+var publishScript = redis.NewScript(luaIDHelpers + luaUnreadHelpers + publishBody)
+
+// publishBody is publishScript after its helpers: also the body of the
+// function publishOneScript calls (see pubone.go).
+const publishBody = `
 if ARGV[1] == '1' then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {prev, 0} end
@@ -107,7 +111,7 @@ if #KEYS >= 5 then
 end
 redis.pcall(ARGV[8], ARGV[6], table.concat({KEYS[1], id, prev, unread, ARGV[5], ARGV[7]}, '\n'))
 return {id, 1}
-`)
+`
 
 // luaIDHelpers are Lua helpers for "ms-seq" entry IDs: idless compares
 // two; pred returns the largest ID below one. Both work on the decimal

@@ -89,6 +89,9 @@ type Store struct {
 	flight singleflight.Group // shared reads and counts of woken polls (see poll.go, state.go)
 	batch  *batcher
 	pubSeq pubSeqs // next publish id sequence to propose, per owner (see begin)
+	// single: rdb is one node, where a script may touch keys of any slot
+	// (see publishOne).
+	single bool
 	// scripts counts script calls sent to Redis: the tests use it to check
 	// that the paths meant to be answered from the instance's caches are.
 	scripts atomic.Int64
@@ -105,6 +108,7 @@ func New(rdb redis.UniversalClient, opt Options) *Store {
 	k := keys{opt.Prefix}
 	s := &Store{rdb: rdb, opt: opt, k: k, hub: NewHub(rdb, k.wake),
 		batch: newBatcher(rdb, opt.Pipelines, opt.CallTimeout)}
+	_, s.single = rdb.(*redis.Client)
 	s.view = newView(s.hub.Confirmed, func(u string) bool {
 		return s.hub.Confirmed(k.inbox(u)) && s.hub.Confirmed(k.read(u))
 	}, opt.TrustFor)
