@@ -83,6 +83,9 @@ type Waiter struct {
 	C       chan struct{}
 	keys    []string
 	counted bool // in Waiting (only its poll's goroutine touches it)
+	// notify, when set at registration, is called after every wake-up,
+	// while the hub holds a lock: it must not block.
+	notify func()
 
 	mu    sync.Mutex
 	fired map[string]struct{} // nil until a key fires
@@ -116,15 +119,16 @@ func NewHub(rdb redis.UniversalClient, chanOf func(key string) string) *Hub {
 // Register adds a waiter for the given keys, counted in Waiting.
 // Unregister it when done.
 func (h *Hub) Register(keys ...string) *Waiter {
-	w := h.register(keys)
+	w := h.register(keys, nil)
 	h.Count(w)
 	return w
 }
 
 // register adds a waiter, not yet counted in Waiting (see Count), and
-// asks for its keys' channels.
-func (h *Hub) register(keys []string) *Waiter {
-	w := &Waiter{C: make(chan struct{}, 1), keys: keys}
+// asks for its keys' channels. notify (nil: none) is called on every
+// wake-up, after C is signalled.
+func (h *Hub) register(keys []string, notify func()) *Waiter {
+	w := &Waiter{C: make(chan struct{}, 1), keys: keys, notify: notify}
 	for _, k := range keys {
 		sh := h.shard(k)
 		sh.mu.Lock()
@@ -248,6 +252,16 @@ func (w *Waiter) fire(key string, all bool) {
 	case w.C <- struct{}{}:
 	default:
 	}
+	if w.notify != nil {
+		w.notify()
+	}
+}
+
+// pending tells whether the waiter was woken since the last Take.
+func (w *Waiter) pending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fired != nil || w.all
 }
 
 // Take returns the keys that fired since the last Take (all = every key).

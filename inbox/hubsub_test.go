@@ -17,7 +17,7 @@ import (
 // test that watches s's view learn from wake-ups needs them to arrive.
 func listen(t *testing.T, s *Store, keys ...string) {
 	t.Helper()
-	w := s.hub.register(keys)
+	w := s.hub.register(keys, nil)
 	t.Cleanup(func() { s.hub.Unregister(w) })
 	waitFor(t, 5*time.Second, "subscribed wake-up channels", func() bool { return s.hub.confirmedAll(keys) })
 }

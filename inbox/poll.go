@@ -43,43 +43,35 @@ type PollResult struct {
 // the wait, so every device learns the new unread count. While waiting the
 // poll holds no Redis connection: it sleeps on a hub Waiter.
 //
-// A poll runs in phases: start (check, decode the cursor, register with
-// the hub), then read and sleep in turn until there is something to say,
-// then answer. A waiting poll may use the instance's view; see view for
-// the one rule that says when.
+// Poll is StartPoll with the calling goroutine waiting: see PendingPoll
+// for a poll that waits without one.
 func (s *Store) Poll(ctx context.Context, r Reader, o PollOptions) (PollResult, error) {
-	// The run lives in this frame, not on the heap: a waiting poll's
-	// stack is allocated anyway, heap is paid for again by the GC's headroom.
-	var p pollRun
-	if err := s.startPoll(ctx, &p, r, o); err != nil {
-		return PollResult{}, err
+	res, pp, err := s.StartPoll(ctx, r, o)
+	if pp == nil {
+		return res, err
 	}
-	defer p.close()
+	defer pp.Close()
+	woken := make(chan struct{}, 1)
+	wake := func() {
+		select {
+		case woken <- struct{}{}:
+		default:
+		}
+	}
 	for {
-		done, err := p.read(ctx)
-		if err != nil {
-			return PollResult{}, err
+		pp.Arm(wake)
+		select {
+		case <-woken:
+		case <-o.Stop:
+			pp.Stop()
+		case <-ctx.Done():
+			return PollResult{}, context.Cause(ctx)
 		}
-		if done {
-			break
-		}
-		if p.unconfirmed {
-			// About to sleep on channels not yet confirmed: confirm, then
-			// read everything again, trusting nothing from before.
-			if err := p.confirm(ctx); err != nil {
-				return PollResult{}, err
-			}
-			continue
-		}
-		again, err := p.sleep(ctx)
-		if err != nil {
-			return PollResult{}, err
-		}
-		if !again {
-			break
+		res, waiting, err := pp.Continue(ctx)
+		if err != nil || !waiting {
+			return res, err
 		}
 	}
-	return p.answer(ctx)
 }
 
 // pollRun is one poll in progress.
@@ -102,7 +94,8 @@ type pollRun struct {
 	learntBuf [4]time.Time
 	toReadBuf [4]int
 	deadline  time.Time
-	timer     *time.Timer
+	until     time.Time   // when the current sleep ends unless woken
+	timer     *time.Timer // fires notify at until
 	res       PollResult
 	st        *userState // the latest state read, if still current
 	// stateChanged: the read state changed while waiting; answer after
@@ -116,7 +109,7 @@ type pollRun struct {
 
 // startPoll checks the poll, decodes its cursor, registers it with the
 // hub and positions the streams the cursor does not cover at their tails.
-func (s *Store) startPoll(ctx context.Context, p *pollRun, r Reader, o PollOptions) error {
+func (s *Store) startPoll(ctx context.Context, p *pollRun, r Reader, o PollOptions, notify func()) error {
 	streams, err := s.streamsOf(r)
 	if err != nil {
 		return err
@@ -155,7 +148,7 @@ func (s *Store) startPoll(ctx context.Context, p *pollRun, r Reader, o PollOptio
 	keys = append(keys, p.stateKey)
 	// A poll that does not wait needs no wake-up (nor a subscription).
 	if o.Wait > 0 {
-		p.w = s.hub.register(keys)
+		p.w = s.hub.register(keys, notify)
 		if p.unconfirmed = !s.hub.confirmedAll(keys); !p.unconfirmed {
 			s.hub.Count(p.w)
 		}
@@ -279,10 +272,10 @@ func (p *pollRun) all() []int {
 	return out
 }
 
-// sleep waits for a wake-up, the end of the wait, or the moment what the
-// poll knows of a stream lapses. It sets the streams to read and tells
-// whether to read again (false: answer now).
-func (p *pollRun) sleep(ctx context.Context) (bool, error) {
+// prepareSleep readies the poll to sleep until a wake-up, the end of the
+// wait, or the moment what the poll knows of a stream lapses; the
+// timer calls notify at that moment.
+func (p *pollRun) prepareSleep(ctx context.Context, notify func()) error {
 	s := p.s
 	until, recheck := p.deadline, p.recheckAt()
 	if recheck.Before(until) {
@@ -294,49 +287,55 @@ func (p *pollRun) sleep(ctx context.Context) (bool, error) {
 		// rather than when a broadcast wakes this poll together with
 		// thousands of others that would all need theirs at the same
 		// moment. The view keeps it for later polls; a wake-up that lands
-		// meanwhile is waiting on w.C.
+		// meanwhile is kept by the waiter.
 		if _, err := s.freshState(ctx, p.user); err != nil {
-			return false, err
+			return err
 		}
 	}
+	p.until = until
 	if d := time.Until(until); p.timer == nil {
-		p.timer = time.NewTimer(d)
+		p.timer = time.AfterFunc(d, notify)
 	} else {
 		p.timer.Reset(d)
 	}
-	select {
-	case <-p.w.C:
-	case <-p.timer.C:
+	return nil
+}
+
+// due tells whether the poll has a reason to stop sleeping: a wake-up,
+// or its sleep's end.
+func (p *pollRun) due() bool {
+	return p.w.pending() || !time.Now().Before(p.until)
+}
+
+// woken sets the streams to read after a sleep ended by a wake-up or
+// its time, and tells whether to read again (false: answer now).
+func (p *pollRun) woken() bool {
+	fired, all := p.w.Take()
+	if fired == nil && !all {
 		if !time.Now().Before(p.deadline) {
 			// The state read before the wait may be a wait old (entries
 			// may have expired since): answer with a current one.
 			p.st = nil
-			return false, nil
+			return false
 		}
 		p.toRead = p.lapsed()
-		return true, nil
-	case <-p.o.Stop:
-		p.stopping = true
-		return false, nil
-	case <-ctx.Done():
-		return false, context.Cause(ctx)
+		return true
 	}
 	p.timer.Stop()
-	fired, all := p.w.Take()
 	if _, ok := fired[p.stateKey]; ok {
 		// Another device changed the read state: answer with the new count.
 		delete(fired, p.stateKey)
 		p.st = nil
 		if len(fired) == 0 && !all {
 			p.toRead = p.toRead[:0]
-			return false, nil
+			return false
 		}
 		// Streams fired too: read them first, then answer either way.
 		p.stateChanged = true
 	}
 	if all {
 		p.toRead = p.all()
-		return true, nil
+		return true
 	}
 	// The streams that fired, and any whose knowledge has lapsed meanwhile
 	// (a poll woken late must not answer without what the bound owes it).
@@ -346,7 +345,7 @@ func (p *pollRun) sleep(ctx context.Context) (bool, error) {
 			p.toRead = append(p.toRead, i)
 		}
 	}
-	return true, nil
+	return true
 }
 
 // recheckAt returns when the poll re-reads: when the first thing it knows

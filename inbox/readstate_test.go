@@ -275,6 +275,9 @@ func TestStateChangeWithOtherWakeups(t *testing.T) {
 			case w.C <- struct{}{}:
 			default:
 			}
+			if w.notify != nil {
+				w.notify()
+			}
 		}
 		sh.mu.Unlock()
 		res := await(t, waiting, time.Second)
