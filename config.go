@@ -57,6 +57,7 @@ type config struct {
 	LogLevel    string
 	LogFormat   string
 	PprofAddr   string
+	ParkPolls   string
 }
 
 // configFlags defines the flags on fs, with defaults taken from the
@@ -145,6 +146,7 @@ func configFlags(fs *flag.FlagSet, c *config, getenv func(string) string) *[]err
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "json", "json or console")
 	str(&c.PprofAddr, "pprof-addr", "", "serve net/http/pprof on this address (off when empty; keep it private)")
+	str(&c.ParkPolls, "park-polls", "on", "on: waiting HTTP/1.x polls give up net/http's per-request state while they wait; off: each waits in its request")
 	return &errs
 }
 
@@ -192,6 +194,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*con
 	}
 	if c.PollTimeout > c.PollTimeoutMax {
 		return nil, errors.New("poll-timeout is above poll-timeout-max")
+	}
+	if c.ParkPolls != "on" && c.ParkPolls != "off" {
+		return nil, fmt.Errorf("park-polls must be on or off, not %q", c.ParkPolls)
 	}
 	if c.Addr == "" {
 		c.Addr = defaultAddr

@@ -182,6 +182,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if dev != nil && dev.tokens != nil {
 		hcfg.DevTokens = dev.tokens
 	}
+	scheme := "http"
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		scheme = "https"
+	}
+	if scheme == "http" && cfg.ParkPolls == "on" {
+		// Parked polls' keep-alive connections come back through it.
+		pl := poll.NewListener(ln)
+		hcfg.Listener, ln = pl, pl
+	}
 	srv := &http.Server{
 		Handler:           poll.New(hcfg, store, auth, metrics, log),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -199,10 +208,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		time.Sleep(unusedGrace)
 		unused.closeAll()
 	})
-	scheme := "http"
-	if cfg.TLSCert != "" || cfg.TLSKey != "" {
-		scheme = "https"
-	}
 	// pprof binds before the listening line is printed, so whoever waits
 	// for that line finds both addresses ready.
 	if cfg.PprofAddr != "" {

@@ -28,6 +28,7 @@ type scope struct {
 	route     string
 	user      string
 	outcome   string // why a request ended without an answer (see abortGone)
+	parked    bool   // a parked poll: its line is logged when it answers
 	redisErr  bool   // the request failed because Redis was unavailable
 	principal Principal
 }
@@ -75,7 +76,11 @@ func requestScope(log zerolog.Logger, m *Metrics, next http.Handler) http.Handle
 		answered := false
 		// Deferred, so that it runs while an aborting panic goes by too
 		// (without recovering it: net/http must see it to drop the connection).
-		defer func() { logRequest(log, m, sc, r, rec, answered) }()
+		defer func() {
+			if !sc.parked {
+				logRequest(log, m, sc, r, rec, answered)
+			}
+		}()
 		next.ServeHTTP(rec, r)
 		answered = true
 	})

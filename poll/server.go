@@ -44,6 +44,9 @@ type Config struct {
 	// a closed port (refused at connect, nothing sent) rather than racing
 	// the close of the listener or of a connection idle in its pool.
 	DrainEnd func() time.Time
+	// Listener, when set and the store is a PollStarter, is the server's
+	// listener: waiting HTTP/1.x polls are then parked (see parking).
+	Listener *Listener
 }
 
 func (c *Config) defaults() {
@@ -90,6 +93,8 @@ type deps struct {
 	// sessions re-checks the login sessions of waiting polls; nil
 	// without a session check.
 	sessions *sessionWatch
+	// park keeps waiting polls without their requests; nil: not parking.
+	park *parking
 }
 
 // New returns pollbox's HTTP handler.
@@ -99,6 +104,9 @@ func New(cfg Config, store Store, auth *Authenticator, m *Metrics, log zerolog.L
 		slots: newPollSlots(cfg.MaxPollsPerUser), pubRate: newPublishLimits(cfg.PublishRate, cfg.PublishBurst)}
 	if auth != nil && auth.cfg.Sessions != nil {
 		d.sessions = newSessionWatch(auth.cfg.Sessions, cfg.SessionRecheck, cfg.StoreTimeout, log, m)
+	}
+	if st, ok := store.(PollStarter); ok && cfg.Listener != nil {
+		d.park = newParking(d, st, cfg.Listener)
 	}
 	r := httprouter.New()
 	r.RedirectTrailingSlash = false

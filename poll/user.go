@@ -28,85 +28,116 @@ type pollResponse struct {
 var sessionEnded = errors.New("session ended")
 
 // handlePoll serves GET /v1/poll: messages after the cursor, waiting up to
-// `timeout` seconds for some.
+// `timeout` seconds for some. A poll runs in phases: options, a slot
+// under the per-user cap, then the wait — in this goroutine, or parked
+// without one (see parking) — and the answer.
 func handlePoll(d *deps) http.Handler {
 	return handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		p := principal(r)
-		q := rawQuery(r.URL.RawQuery) // polls are most requests: no map of every parameter
-		var qerr error
-		timeout, limitS, cursor := q.value("timeout", &qerr), q.value("limit", &qerr), q.value("cursor", &qerr)
-		if qerr != nil {
-			return qerr
-		}
-		wait := d.cfg.PollTimeout
-		if timeout != "" {
-			n, err := strconv.Atoi(timeout)
-			if err != nil || n < 0 {
-				return newErr(http.StatusBadRequest, "bad_timeout", "timeout must be a whole number of seconds ≥ 0")
-			}
-			// Compare in whole seconds first: n·1e9 overflows int64 for large n.
-			if n > int(d.cfg.PollTimeoutMax/time.Second)+1 || time.Duration(n)*time.Second > d.cfg.PollTimeoutMax {
-				return newErr(http.StatusBadRequest, "bad_timeout",
-					"timeout above the maximum of "+strconv.Itoa(int(d.cfg.PollTimeoutMax/time.Second))+" s")
-			}
-			wait = time.Duration(n) * time.Second
-		}
-		limit, err := intParam(limitS, inbox.DefaultLimit, 1, inbox.MaxLimit)
+		opts, err := d.pollOptions(r)
 		if err != nil {
 			return err
 		}
-		if len(cursor) > inbox.MaxCursorLen {
-			return newErr(http.StatusBadRequest, "bad_cursor", "cursor too long")
-		}
 		release, ok := d.slots.acquire(p.User)
+		if !ok && d.park != nil && d.park.reap(p.User) {
+			// Some of the user's parked polls had lost their clients.
+			release, ok = d.slots.acquire(p.User)
+		}
 		if !ok {
 			d.metrics.polls.WithLabelValues("rejected").Inc()
 			return tooManyPolls(d.cfg.MaxPollsPerUser)
 		}
-		defer release()
 		d.metrics.waiting.Inc()
-		defer d.metrics.waiting.Dec()
-
+		done := func() {
+			release()
+			d.metrics.waiting.Dec()
+		}
 		// One deadline for the whole poll: its wait, then the store's share
 		// for the answer. A hung Redis makes the poll answer 503 by then,
 		// however many calls it had left; a wait that ends normally leaves
 		// the whole share to the final read.
-		ctx, cancelDeadline := context.WithDeadline(r.Context(), requestDeadline(r.Context(), wait, d.cfg.StoreTimeout))
-		defer cancelDeadline()
-		if d.sessions != nil && wait > 0 {
-			var cancel context.CancelCauseFunc
-			ctx, cancel = context.WithCancelCause(ctx)
-			defer cancel(nil)
-			defer d.sessions.watch(p.Token, cancel)()
+		deadline := requestDeadline(r.Context(), opts.Wait, d.cfg.StoreTimeout)
+		if d.park != nil && d.park.can(w, r, opts) {
+			return d.park.poll(w, r, p, opts, deadline, done)
 		}
-		res, err := d.store.Poll(ctx, readerOf(p), inbox.PollOptions{Cursor: cursor, Limit: limit, Wait: wait, Stop: d.cfg.Stop})
-		if err != nil {
-			switch {
-			case errors.Is(context.Cause(ctx), sessionEnded):
-				d.metrics.polls.WithLabelValues("rejected").Inc()
-				return errSessionExpired
-			case r.Context().Err() != nil:
-				// The client left mid-wait: a proxy's timeout or a closed tab
-				// cut the poll. No answer, not even an empty one.
-				d.metrics.cutPoll(time.Since(scopeOf(r).start))
-				abortGone(r, "cut")
-			}
-			d.metrics.polls.WithLabelValues("error").Inc()
-			return err
-		}
-		outcome := "empty"
-		if len(res.Messages) > 0 {
-			outcome = "messages"
-			now := time.Now()
-			for _, m := range res.Messages {
-				d.metrics.observeDelivery(m.Created, now)
-			}
-			d.metrics.delivered.Add(float64(len(res.Messages)))
-		}
-		d.metrics.polls.WithLabelValues(outcome).Inc()
-		writePoll(w, res)
-		return nil
+		defer done()
+		return d.pollHere(w, r, p, opts, deadline)
 	})
+}
+
+// pollOptions reads a poll's query parameters.
+func (d *deps) pollOptions(r *http.Request) (inbox.PollOptions, error) {
+	q := rawQuery(r.URL.RawQuery) // polls are most requests: no map of every parameter
+	var qerr error
+	timeout, limitS, cursor := q.value("timeout", &qerr), q.value("limit", &qerr), q.value("cursor", &qerr)
+	if qerr != nil {
+		return inbox.PollOptions{}, qerr
+	}
+	wait := d.cfg.PollTimeout
+	if timeout != "" {
+		n, err := strconv.Atoi(timeout)
+		if err != nil || n < 0 {
+			return inbox.PollOptions{}, newErr(http.StatusBadRequest, "bad_timeout", "timeout must be a whole number of seconds ≥ 0")
+		}
+		// Compare in whole seconds first: n·1e9 overflows int64 for large n.
+		if n > int(d.cfg.PollTimeoutMax/time.Second)+1 || time.Duration(n)*time.Second > d.cfg.PollTimeoutMax {
+			return inbox.PollOptions{}, newErr(http.StatusBadRequest, "bad_timeout",
+				"timeout above the maximum of "+strconv.Itoa(int(d.cfg.PollTimeoutMax/time.Second))+" s")
+		}
+		wait = time.Duration(n) * time.Second
+	}
+	limit, err := intParam(limitS, inbox.DefaultLimit, 1, inbox.MaxLimit)
+	if err != nil {
+		return inbox.PollOptions{}, err
+	}
+	if len(cursor) > inbox.MaxCursorLen {
+		return inbox.PollOptions{}, newErr(http.StatusBadRequest, "bad_cursor", "cursor too long")
+	}
+	return inbox.PollOptions{Cursor: cursor, Limit: limit, Wait: wait, Stop: d.cfg.Stop}, nil
+}
+
+// pollHere runs a poll in the request's goroutine, which waits with it.
+func (d *deps) pollHere(w http.ResponseWriter, r *http.Request, p Principal, opts inbox.PollOptions, deadline time.Time) error {
+	ctx, cancelDeadline := context.WithDeadline(r.Context(), deadline)
+	defer cancelDeadline()
+	if d.sessions != nil && opts.Wait > 0 {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		defer d.sessions.watch(p.Token, cancel)()
+	}
+	res, err := d.store.Poll(ctx, readerOf(p), opts)
+	if err != nil {
+		switch {
+		case errors.Is(context.Cause(ctx), sessionEnded):
+			d.metrics.polls.WithLabelValues("rejected").Inc()
+			return errSessionExpired
+		case r.Context().Err() != nil:
+			// The client left mid-wait: a proxy's timeout or a closed tab
+			// cut the poll. No answer, not even an empty one.
+			d.metrics.cutPoll(time.Since(scopeOf(r).start))
+			abortGone(r, "cut")
+		}
+		d.metrics.polls.WithLabelValues("error").Inc()
+		return err
+	}
+	d.writePollAnswer(w, res)
+	return nil
+}
+
+// writePollAnswer counts a poll's answer and writes it.
+func (d *deps) writePollAnswer(w http.ResponseWriter, res inbox.PollResult) {
+	outcome := "empty"
+	if len(res.Messages) > 0 {
+		outcome = "messages"
+		now := time.Now()
+		for _, m := range res.Messages {
+			d.metrics.observeDelivery(m.Created, now)
+		}
+		d.metrics.delivered.Add(float64(len(res.Messages)))
+	}
+	d.metrics.polls.WithLabelValues(outcome).Inc()
+	writePoll(w, res)
 }
 
 type historyResponse struct {
