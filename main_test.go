@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -145,8 +146,18 @@ func (in *instance) stop(t *testing.T, within time.Duration) error {
 	}
 }
 
+// mapEnv is a getenv over env.
+//
+// POLLBOX_PARK_POLLS, when the test does not set it, comes from
+// POLLBOX_TEST_PARK_POLLS: scripts/test.sh runs the end-to-end tests once
+// more with waiting polls kept in their requests.
 func mapEnv(env map[string]string) func(string) string {
-	return func(k string) string { return env[k] }
+	return func(k string) string {
+		if v, ok := env[k]; ok || k != "POLLBOX_PARK_POLLS" {
+			return v
+		}
+		return os.Getenv("POLLBOX_TEST_PARK_POLLS")
+	}
 }
 
 // newSecret returns 64 random bytes, the size of smpe-admin's HS512 key.

@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"sync/atomic"
+	"time"
 )
 
 // PendingPoll is a poll that has to wait. It holds no goroutine while it
@@ -52,9 +53,12 @@ func (pp *PendingPoll) fire() {
 // continued; at once if it already has one.
 func (pp *PendingPoll) Arm(wake func()) {
 	pp.wake = wake
+	// Once armed, the poll may be woken and continued by another
+	// goroutine at any moment: what the check below needs is read first.
+	w, until := pp.p.w, pp.p.until
 	pp.armed.Store(true)
 	// A wake-up that came before armed was set found nothing armed: look.
-	if pp.stop.Load() || pp.interrupted.Load() || pp.p.due() {
+	if pp.stop.Load() || pp.interrupted.Load() || w.pending() || !time.Now().Before(until) {
 		pp.fire()
 	}
 }

@@ -301,12 +301,6 @@ func (p *pollRun) prepareSleep(ctx context.Context, notify func()) error {
 	return nil
 }
 
-// due tells whether the poll has a reason to stop sleeping: a wake-up,
-// or its sleep's end.
-func (p *pollRun) due() bool {
-	return p.w.pending() || !time.Now().Before(p.until)
-}
-
 // woken sets the streams to read after a sleep ended by a wake-up or
 // its time, and tells whether to read again (false: answer now).
 func (p *pollRun) woken() bool {
