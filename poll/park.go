@@ -25,30 +25,25 @@ type PollStarter interface {
 // deadline, shutdown, the session's end) starts a goroutine that reads,
 // writes the answer on the connection and hands a keep-alive connection
 // back to the http.Server through the Listener. A client that left is
-// noticed by peeking at the connection: every sweepEvery, and for the
-// user's own polls before one is refused for the per-user cap.
+// noticed at once on Linux (see goneWatch), and anywhere by peeking at
+// the user's parked connections before a poll is refused for the
+// per-user cap.
 // HTTP/2 and TLS polls wait in their request's goroutine, as do polls
 // on a server without a Listener.
 type parking struct {
 	d     *deps
 	start PollStarter
 	ln    *Listener
-	every time.Duration
+	watch *goneWatch // nil where there is none
 
-	mu       sync.Mutex
-	all      map[*parked]struct{}
-	byUser   map[string]map[*parked]struct{}
-	sweeping bool // the sweep goroutine runs
-	stopped  bool // shutdown began: every poll answers now
+	mu      sync.Mutex
+	all     map[*parked]struct{}
+	byUser  map[string]map[*parked]struct{}
+	stopped bool // shutdown began: every poll answers now
 }
 
-// sweepEvery is how often parked polls are checked for a client that
-// left. Between two sweeps a gone client's poll holds its slot unless
-// the user asks for another poll over the cap, which checks at once.
-const sweepEvery = 10 * time.Second
-
 func newParking(d *deps, start PollStarter, ln *Listener) *parking {
-	pk := &parking{d: d, start: start, ln: ln, every: sweepEvery,
+	pk := &parking{d: d, start: start, ln: ln, watch: newGoneWatch(ln.done),
 		all: map[*parked]struct{}{}, byUser: map[string]map[*parked]struct{}{}}
 	if d.cfg.Stop != nil {
 		go func() {
@@ -148,6 +143,7 @@ func (pk *parking) poll(w http.ResponseWriter, r *http.Request, p Principal, o i
 		rec.leave = d.sessions.watch(p.Token, func(error) { rec.interrupt(causeSession) })
 	}
 	stopped := pk.add(rec)
+	pk.watch.add(rec)
 	pp.Arm(rec.wake)
 	if stopped {
 		pp.Stop()
@@ -166,14 +162,11 @@ func (pk *parking) add(rec *parked) (stopped bool) {
 		pk.byUser[rec.user] = set
 	}
 	set[rec] = struct{}{}
-	if !pk.sweeping {
-		pk.sweeping = true
-		go pk.sweep()
-	}
 	return pk.stopped
 }
 
 func (pk *parking) remove(rec *parked) {
+	pk.watch.remove(rec)
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
 	delete(pk.all, rec)
@@ -196,31 +189,6 @@ func (pk *parking) stopAll() {
 	pk.mu.Unlock()
 	for _, rec := range recs {
 		rec.pp.Stop()
-	}
-}
-
-// sweep ends, every interval, the parked polls whose clients left; it
-// runs while some poll is parked.
-func (pk *parking) sweep() {
-	t := time.NewTicker(pk.every)
-	defer t.Stop()
-	var recs []*parked
-	for range t.C {
-		pk.mu.Lock()
-		if len(pk.all) == 0 {
-			pk.sweeping = false
-			pk.mu.Unlock()
-			return
-		}
-		recs = recs[:0]
-		for rec := range pk.all {
-			recs = append(recs, rec)
-		}
-		pk.mu.Unlock()
-		for _, rec := range recs {
-			rec.checkGone()
-		}
-		clear(recs)
 	}
 }
 
