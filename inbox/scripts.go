@@ -64,7 +64,17 @@ end
 local utype, tunread = KEYS[6], KEYS[7]
 -- Whether the wake-up can say that only the entry's type count changed.
 local whole = utype ~= nil
-if utype and ensuretypes(KEYS[4], KEYS[5], utype, tunread, KEYS[1]) then whole = false end
+-- The unread count before this entry, while nothing but the entry changes it.
+local count0
+if utype then
+  local n = redis.call('ZCARD', KEYS[4])
+  if redis.call('HLEN', utype) == n then
+    count0 = n
+  else
+    ensuretypes(KEYS[4], KEYS[5], utype, tunread, KEYS[1])
+    whole = false
+  end
+end
 local tail0 = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev
 if #tail0 > 0 then prev = tail0[1][1] else prev = redis.call('GET', KEYS[3]) or '0-0' end
@@ -89,25 +99,27 @@ end
 local unread = -1
 if #KEYS >= 5 then
   local ms = tonumber(string.match(id, '^(%d+)'))
-  redis.call('ZADD', KEYS[4], ms, id)
+  local added = redis.call('ZADD', KEYS[4], ms, id)
   if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[5], ARGV[5], id) end
   local t = ''
   for j = 9, #ARGV - 1, 2 do
     if ARGV[j] == 'type' then t = ARGV[j + 1]; break end
   end
+  local tcount -- the entry's type's count after the entry
   if utype then
     redis.call('HSET', utype, id, t)
-    redis.call('HINCRBY', tunread, t, 1)
+    tcount = redis.call('HINCRBY', tunread, t, 1)
   end
   if trimmed and first == nil then
     redis.call('DEL', KEYS[4], KEYS[5])
     if utype then redis.call('DEL', utype, tunread) end
-    whole = false
+    whole, count0 = false, nil
   elseif trimmed then
-    if #dropunread(KEYS[4], KEYS[5], utype, tunread, first, false) > 0 then whole = false end
+    if #dropunread(KEYS[4], KEYS[5], utype, tunread, first, false) > 0 then whole, count0 = false, nil end
   end
-  unread = redis.call('ZCARD', KEYS[4])
-  if whole then unread = unread .. ',' .. (redis.call('HGET', tunread, t) or '0') end
+  -- Read again only when trimming (or a rebuild) may have changed them.
+  if count0 then unread = count0 + added else unread = redis.call('ZCARD', KEYS[4]) end
+  if whole then unread = unread .. ',' .. tcount end
 end
 redis.pcall(ARGV[8], ARGV[6], table.concat({KEYS[1], id, prev, unread, ARGV[5], ARGV[7]}, '\n'))
 return {id, 1}
