@@ -51,9 +51,12 @@ type PublishRequest struct {
 // is stored is what the publisher meant and valid in every answer. now is
 // the time send_at is measured from.
 func ParsePublish(body []byte, lim PublishLimits, now time.Time) (PublishRequest, error) {
-	var req publishBody
-	if err := decodeJSON(body, &req); err != nil {
-		return PublishRequest{}, err
+	req, ok := parsePublishFast(body)
+	if !ok {
+		req = publishBody{}
+		if err := decodeJSON(body, &req); err != nil {
+			return PublishRequest{}, err
+		}
 	}
 	n := 0
 	if req.To != nil {
