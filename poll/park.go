@@ -88,7 +88,11 @@ type parked struct {
 	wake     func()
 
 	state atomic.Int32 // parkedWaiting, parkedRunning or parkedDone
-	cause atomic.Int32 // causeNone, causeGone or causeSession
+	// ending is held from the move to parkedDone until the poll's slot is
+	// released, so that a look at the per-user cap which finds the poll
+	// ending can wait for its slot (see checkGone).
+	ending sync.Mutex
+	cause  atomic.Int32 // causeNone, causeGone or causeSession
 }
 
 const (
@@ -128,8 +132,9 @@ func (pk *parking) poll(w http.ResponseWriter, r *http.Request, p Principal, o i
 		done()
 		return err
 	}
-	// net/http's read and write deadlines belong to the request it served.
-	_ = conn.SetDeadline(time.Time{})
+	// net/http's read and write deadlines stay on the connection: nothing
+	// reads it while parked, answer sets its own write deadline, and the
+	// server sets both again for the next request.
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		conn = &prefixConn{Conn: conn, buf: append([]byte(nil), b...)}
@@ -214,14 +219,24 @@ func (pk *parking) reap(user string) bool {
 // it tells whether it did. A poll busy reading is marked and ends when
 // it next looks.
 func (rec *parked) checkGone() bool {
-	if rec.state.Load() == parkedDone || !connGone(rec.conn) {
+	if rec.state.Load() == parkedDone {
+		rec.ending.Lock() // its slot is free once ending is
+		rec.ending.Unlock()
+		return true
+	}
+	if !connGone(rec.conn) {
 		return false
 	}
 	rec.cause.CompareAndSwap(causeNone, causeGone)
+	rec.ending.Lock()
 	if !rec.state.CompareAndSwap(parkedWaiting, parkedDone) {
-		return false
+		done := rec.state.Load() == parkedDone
+		rec.ending.Unlock()
+		return done
 	}
-	rec.endGone()
+	rec.release()
+	rec.gone()
+	rec.ending.Unlock()
 	return true
 }
 
@@ -243,8 +258,11 @@ func (rec *parked) resumeLater() {
 func (rec *parked) resume() {
 	switch rec.cause.Load() {
 	case causeGone:
+		rec.ending.Lock()
 		rec.state.Store(parkedDone)
-		rec.endGone()
+		rec.release()
+		rec.gone()
+		rec.ending.Unlock()
 		return
 	case causeSession:
 		rec.pk.d.metrics.polls.WithLabelValues("rejected").Inc()
@@ -265,7 +283,15 @@ func (rec *parked) resume() {
 	rec.answer(res, err)
 }
 
-// release lets go of what the poll holds but its connection.
+// end marks the poll done and lets go of what it holds but its connection.
+func (rec *parked) end() {
+	rec.ending.Lock()
+	defer rec.ending.Unlock()
+	rec.state.Store(parkedDone)
+	rec.release()
+}
+
+// release lets go of what the poll holds but its connection; ending is held.
 func (rec *parked) release() {
 	rec.pk.remove(rec)
 	rec.pp.Close()
@@ -275,9 +301,9 @@ func (rec *parked) release() {
 	rec.done()
 }
 
-// endGone ends a poll whose client left: no answer, logged as cut.
-func (rec *parked) endGone() {
-	rec.release()
+// gone closes the connection of an ended poll whose client left: no
+// answer, logged as cut.
+func (rec *parked) gone() {
 	_ = rec.conn.Close()
 	rec.pk.d.metrics.cutPoll(time.Since(rec.sc.start))
 	rec.sc.outcome = "cut"

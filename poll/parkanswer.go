@@ -17,8 +17,7 @@ const parkedWriteTimeout = 10 * time.Second
 // answer writes a woken poll's answer (or error) on its connection and
 // hands the connection back to the server, or closes it.
 func (rec *parked) answer(res inbox.PollResult, err error) {
-	rec.state.Store(parkedDone)
-	rec.release()
+	rec.end()
 	d := rec.pk.d
 	out := &bufferedResponse{header: rec.header}
 	sr := &statusRecorder{ResponseWriter: out, status: http.StatusOK}
@@ -36,7 +35,6 @@ func (rec *parked) answer(res inbox.PollResult, err error) {
 	}
 	_ = rec.conn.SetWriteDeadline(time.Now().Add(parkedWriteTimeout))
 	_, werr := rec.conn.Write(out.serialize(sr.status, closing))
-	_ = rec.conn.SetWriteDeadline(time.Time{})
 	if werr != nil || closing {
 		_ = rec.conn.Close()
 	} else {
