@@ -260,20 +260,25 @@ func (s *Store) readRecord(ctx context.Context, p pubID) (*pubRecord, error) {
 	return recordFrom(p, m), nil
 }
 
-// pubSeqs remembers, per owner, the millisecond of the latest publish id
-// this instance proposed and the next sequence number to propose in it.
-// One owner (a busy API key) publishing thousands of times a second has
-// several publishes per millisecond: proposing from 0 each time would cost
-// a script call for every id already taken.
+// pubSeqs remembers, per owner and millisecond, the next sequence number
+// this instance proposes for a publish id. One owner (a busy API key)
+// publishing thousands of times a second has several publishes per
+// millisecond: proposing from 0 each time would cost a script call for
+// every id already taken. Concurrent publishes may be made at slightly
+// different clock readings, so recent milliseconds are kept side by side.
 type pubSeqs struct {
 	mu   sync.Mutex
-	next map[string]pubSeqHint
+	next map[pubSeqKey]uint64
 }
 
-type pubSeqHint struct{ ms, seq uint64 }
+type pubSeqKey struct {
+	tag string
+	ms  uint64
+}
 
-// maxPubSeqHints bounds the owners remembered; past it the hints start over.
-const maxPubSeqHints = 10000
+// maxPubSeqHints bounds the hints kept; past it those more than a second
+// old are dropped, and if that is not enough, all.
+const maxPubSeqHints = 4096
 
 // take returns the sequence number to propose for owner tag in
 // millisecond ms: from, or past every one handed out for that millisecond
@@ -281,14 +286,22 @@ const maxPubSeqHints = 10000
 func (h *pubSeqs) take(tag string, ms, from uint64) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.next == nil || len(h.next) >= maxPubSeqHints {
-		h.next = map[string]pubSeqHint{}
+	if h.next == nil {
+		h.next = map[pubSeqKey]uint64{}
 	}
-	seq := from
-	if e, ok := h.next[tag]; ok && e.ms == ms && e.seq > seq {
-		seq = e.seq
+	if len(h.next) >= maxPubSeqHints {
+		for k := range h.next {
+			if k.ms+1000 < ms {
+				delete(h.next, k)
+			}
+		}
+		if len(h.next) >= maxPubSeqHints {
+			clear(h.next)
+		}
 	}
-	h.next[tag] = pubSeqHint{ms: ms, seq: seq + 1}
+	k := pubSeqKey{tag, ms}
+	seq := max(from, h.next[k])
+	h.next[k] = seq + 1
 	return seq
 }
 
@@ -298,8 +311,9 @@ func (h *pubSeqs) take(tag string, ms, from uint64) uint64 {
 func (h *pubSeqs) give(tag string, ms, seq uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if e, ok := h.next[tag]; ok && e == (pubSeqHint{ms: ms, seq: seq + 1}) {
-		h.next[tag] = pubSeqHint{ms: ms, seq: seq}
+	k := pubSeqKey{tag, ms}
+	if n, ok := h.next[k]; ok && n == seq+1 {
+		h.next[k] = seq
 	}
 }
 

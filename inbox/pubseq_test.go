@@ -57,3 +57,32 @@ func TestPublishIDsOneCallEach(t *testing.T) {
 		}
 	})
 }
+
+// TestPubSeqsInterleaved: publishes of one owner whose clock readings
+// interleave (concurrent callers read the clock at slightly different
+// moments) each get the next free number of their own millisecond, not
+// one already handed out because another millisecond came between.
+func TestPubSeqsInterleaved(t *testing.T) {
+	var h pubSeqs
+	for i := range uint64(5) {
+		for _, ms := range []uint64{1000, 1001, 999} {
+			if got := h.take("k.job", ms, 0); got != i {
+				t.Fatalf("round %d, millisecond %d: sequence %d, want %d", i, ms, got, i)
+			}
+		}
+		if got := h.take("u.other", 1000, 0); got != i {
+			t.Fatalf("round %d, another owner: sequence %d, want %d", i, got, i)
+		}
+	}
+	h.give("k.job", 1000, 4)
+	if got := h.take("k.job", 1000, 0); got != 4 {
+		t.Fatalf("after giving back 4: %d", got)
+	}
+	// Past the bound, old milliseconds go.
+	for ms := range uint64(maxPubSeqHints) {
+		h.take("k.job", 2000+ms, 0)
+	}
+	if len(h.next) >= maxPubSeqHints {
+		t.Fatalf("%d hints kept", len(h.next))
+	}
+}
