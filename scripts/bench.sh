@@ -5,7 +5,8 @@
 #
 #   scripts/bench.sh                  full run (10-15 minutes with Nchan)
 #   BENCH_QUICK=1 scripts/bench.sh    small smoke-test version of every scenario
-#   BENCH_TARGETS=pollbox             skip the comparisons (default pollbox,nchan,floor)
+#   BENCH_TARGETS=pollbox             skip the comparisons (default pollbox,unparked,nchan,floor;
+#                                     "unparked" is pollbox with POLLBOX_PARK_POLLS=off)
 #
 # Scenarios (each "users"-mode run: 2000 users x 2 clients for 10 s, one
 # publish to one user at a time, at a fixed rate):
@@ -47,7 +48,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 QUICK=${BENCH_QUICK:-0}
-TARGETS=${BENCH_TARGETS:-pollbox,nchan,floor}
+TARGETS=${BENCH_TARGETS:-pollbox,unparked,nchan,floor}
 NCHAN_MODULE=${NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 P99_LIMIT_MS=50
 SESSION_PREFIX=online-token-
@@ -124,7 +125,7 @@ if ((TU > max_polls)); then TU=$max_polls; fi
 # ---------------------------------------------------------------- build
 log "building"
 go build -o "$tmp/loadgen" ./scripts/loadgen
-if [[ ,$TARGETS, == *,pollbox,* ]]; then
+if [[ ,$TARGETS, == *,pollbox,* || ,$TARGETS, == *,unparked,* ]]; then
 	go build -o "$tmp/pollbox" .
 fi
 if [[ ,$TARGETS, == *,floor,* ]]; then
@@ -285,6 +286,21 @@ if [[ ,$TARGETS, == *,pollbox,* ]]; then
 	run_lg pollbox broadcast -mode broadcast -users "$BU" -clients 2 "${PB[@]}" -drain "$FANOUT_DRAIN"
 	run_lg pollbox batch -mode batch -users "$TU" -clients 1 "${PB[@]}" -drain "$FANOUT_DRAIN"
 	overload pollbox "${PB[@]}"
+	stop_pollbox
+fi
+
+# pollbox with every waiting poll in its request's goroutine, side by side
+# with the default (parked polls): memory per waiting poll and the users
+# and latency runs, each on a fresh process.
+if [[ ,$TARGETS, == *,unparked,* ]]; then
+	SECRET=${SECRET:-$(rand_hex 32)}
+	APIKEY=${APIKEY:-$(rand_hex 24)}
+	start_pollbox waiters-unparked POLLBOX_PARK_POLLS=off
+	run_lg pollbox-unparked waiters -mode waiters -users "$WU" -clients 2 -duration "$WD" -timeout 60 "${PB[@]}"
+	stop_pollbox
+	start_pollbox unparked POLLBOX_PARK_POLLS=off
+	rated pollbox-unparked users "$R1" "${PB[@]}"
+	latency pollbox-unparked "${PB[@]}"
 	stop_pollbox
 fi
 
