@@ -3,7 +3,6 @@ package poll
 import (
 	"sync"
 	"syscall"
-	"time"
 )
 
 // goneWatch notices at once when the client of a parked poll closes its
@@ -15,6 +14,7 @@ import (
 // by the next park, and closing the socket drops it.
 type goneWatch struct {
 	epfd int
+	stop int // the read end of the pipe that ends run
 	done <-chan struct{}
 	once sync.Once // runs start at the first park
 
@@ -26,13 +26,31 @@ func newGoneWatch(done <-chan struct{}) *goneWatch {
 	return &goneWatch{epfd: -1, done: done, byFD: map[int]*parked{}}
 }
 
-// start creates the epoll set and its goroutine, at the first park.
+// start creates the epoll set and its goroutine, at the first park. A
+// pipe in the set, closed when the listener closes, ends the goroutine's
+// wait, so that it waits without a timeout.
 func (g *goneWatch) start() {
 	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return // no watch: the look at the per-user cap remains
 	}
-	g.epfd = fd
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		syscall.Close(fd)
+		return
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(p[0])}
+	if err := syscall.EpollCtl(fd, syscall.EPOLL_CTL_ADD, p[0], &ev); err != nil {
+		syscall.Close(fd)
+		syscall.Close(p[0])
+		syscall.Close(p[1])
+		return
+	}
+	g.epfd, g.stop = fd, p[0]
+	go func() {
+		<-g.done
+		syscall.Close(p[1]) // the read end hangs up: run returns
+	}()
 	go g.run()
 }
 
@@ -72,19 +90,17 @@ func (g *goneWatch) remove(rec *parked) {
 
 func (g *goneWatch) run() {
 	defer syscall.Close(g.epfd)
+	defer syscall.Close(g.stop)
 	events := make([]syscall.EpollEvent, 128)
 	for {
-		select {
-		case <-g.done:
-			return
-		default:
-		}
-		// A second's timeout lets the loop see done.
-		n, err := syscall.EpollWait(g.epfd, events, int(time.Second/time.Millisecond))
+		n, err := syscall.EpollWait(g.epfd, events, -1)
 		if err != nil && err != syscall.EINTR {
 			return
 		}
 		for _, ev := range events[:max(n, 0)] {
+			if int(ev.Fd) == g.stop {
+				return
+			}
 			g.mu.Lock()
 			rec := g.byFD[int(ev.Fd)]
 			g.mu.Unlock()
