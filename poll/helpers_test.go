@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +89,31 @@ func (s *signalStore) Poll(ctx context.Context, r inbox.Reader, o inbox.PollOpti
 	return s.Store.Poll(ctx, r, o)
 }
 
+// parkingSignalStore is signalStore for a stack that parks its waiting
+// polls: it also forwards StartPoll, which a parked poll begins with, and
+// reports it the same way.
+type parkingSignalStore struct {
+	*signalStore
+	start PollStarter
+}
+
+func (s *parkingSignalStore) StartPoll(ctx context.Context, r inbox.Reader, o inbox.PollOptions) (inbox.PollResult, *inbox.PendingPoll, error) {
+	s.polls <- struct{}{}
+	return s.start.StartPoll(ctx, r, o)
+}
+
+// parkPolls tells whether a stack parks its waiting polls: mode "on" or
+// "off" says so; "" follows POLLBOX_TEST_PARK_POLLS, so that stacks park by
+// default, as production does, and POLLBOX_TEST_PARK_POLLS=off makes every
+// poll wait in its request instead (scripts/test.sh runs the poll package
+// both ways).
+func parkPolls(mode string) bool {
+	if mode == "" {
+		mode = os.Getenv("POLLBOX_TEST_PARK_POLLS")
+	}
+	return mode != "off"
+}
+
 // stackOptions tune newStack. Zero values give a working stack.
 type stackOptions struct {
 	cfg      Config
@@ -95,6 +122,14 @@ type stackOptions struct {
 	redisURL string     // default: the shared test Redis
 	// wrapSessions, when set, wraps the session checker (to watch its calls).
 	wrapSessions func(SessionChecker) SessionChecker
+	// trustFor is the store's TrustFor (how long a waiting poll believes
+	// what it read before it reads again); 0: the default.
+	trustFor time.Duration
+	// readTimeout is the http.Server's ReadTimeout (main.go sets one).
+	readTimeout time.Duration
+	// park is "on" or "off" to park waiting polls or not whatever
+	// POLLBOX_TEST_PARK_POLLS says (see parkPolls).
+	park string
 }
 
 // stack is the real pollbox HTTP stack over Redis, served by httptest.
@@ -145,7 +180,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 			s.rdb.Del(ctx, keys...)
 		}
 	})
-	s.store = inbox.New(s.rdb, inbox.Options{Prefix: s.prefix})
+	s.store = inbox.New(s.rdb, inbox.Options{Prefix: s.prefix, TrustFor: o.trustFor})
 	s.metrics = NewMetrics()
 	s.store.Hub().OnEvent = func(e string) {
 		s.metrics.HubEvent(e)
@@ -185,13 +220,41 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	log := zerolog.New(s.logs).With().Timestamp().Logger()
+	var store Store = &signalStore{Store: s.store, polls: s.polls}
+	var ln net.Listener
+	var stop chan struct{}
+	if parkPolls(o.park) {
+		// As main.go does: the server's listener, wrapped so that parked
+		// polls' keep-alive connections come back through it.
+		inner, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := NewListener(inner)
+		o.cfg.Listener, ln = pl, pl
+		store = &parkingSignalStore{signalStore: store.(*signalStore), start: s.store}
+		if o.cfg.Stop == nil {
+			// http.Server.Close knows nothing of parked polls: as main.go
+			// does, shutdown begins by making them answer.
+			stop = make(chan struct{})
+			o.cfg.Stop = stop
+		}
+	}
 	s.cfg = o.cfg
-	h := New(o.cfg, &signalStore{Store: s.store, polls: s.polls}, auth, s.metrics, log)
+	h := New(o.cfg, store, auth, s.metrics, log)
 	s.srv = httptest.NewUnstartedServer(h)
+	if ln != nil {
+		s.srv.Listener.Close() // the one NewUnstartedServer opened
+		s.srv.Listener = ln
+	}
 	s.srv.Config.MaxHeaderBytes = 16 << 10 // as main.go configures it
 	s.srv.Config.ReadHeaderTimeout = 10 * time.Second
+	s.srv.Config.ReadTimeout = o.readTimeout
 	s.srv.Start()
 	t.Cleanup(s.srv.Close)
+	if stop != nil {
+		t.Cleanup(func() { close(stop) }) // before s.srv.Close
+	}
 	s.url = s.srv.URL
 	return s
 }

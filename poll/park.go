@@ -137,7 +137,15 @@ func (pk *parking) poll(w http.ResponseWriter, r *http.Request, p Principal, o i
 	// server sets both again for the next request.
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		conn = &prefixConn{Conn: conn, buf: append([]byte(nil), b...)}
+		buf := append([]byte(nil), b...)
+		if pc, ok := conn.(*prefixConn); ok {
+			// Handed back before with bytes read ahead: keep one wrapper
+			// (connFD and connGone look through one), with what net/http
+			// buffered first and what it had not read yet after.
+			pc.buf = append(buf, pc.buf...)
+		} else {
+			conn = &prefixConn{Conn: conn, buf: buf}
+		}
 	}
 	sc := scopeOf(r)
 	sc.parked = true // the access log line is written when it answers
@@ -275,6 +283,12 @@ func (rec *parked) resume() {
 	if err == nil && waiting {
 		rec.state.Store(parkedWaiting)
 		rec.pp.Arm(rec.wake)
+		if rec.cause.Load() == causeGone {
+			// Its client left while it read: the one-shot hang-up event
+			// found it busy (checkGone), so end it now rather than at its
+			// next wake-up.
+			rec.pp.Interrupt()
+		}
 		return
 	}
 	if err != nil {

@@ -3,7 +3,6 @@ package poll
 import (
 	"context"
 	"net/http"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -236,13 +235,13 @@ func TestSessionWatchNoGoroutinePerPoll(t *testing.T) {
 			toks = append(toks, tok)
 			curs = append(curs, s.cursor(t, tok))
 		}
-		before := runtime.NumGoroutine()
+		before := settledGoroutines()
 		var gs []*pollGroup
 		for i := range users {
 			gs = append(gs, startPolls(s, toks[i], curs[i], n/len(users)))
 		}
 		s.waitPolls(t, n)
-		after := runtime.NumGoroutine()
+		after := settledGoroutines()
 		for _, g := range gs {
 			g.cancel()
 			g.wg.Wait()

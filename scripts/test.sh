@@ -235,7 +235,7 @@ extra_checks() {
 
 	# Waiting polls are parked by default; the end-to-end tests run once
 	# more with every poll waiting in its request (POLLBOX_PARK_POLLS=off).
-	step "go test -race -count=1 . (POLLBOX_PARK_POLLS=off)" env POLLBOX_TEST_PARK_POLLS=off go test -race -count=1 .
+	step "go test -race -count=1 . ./poll (POLLBOX_TEST_PARK_POLLS=off)" env POLLBOX_TEST_PARK_POLLS=off go test -race -count=1 . ./poll
 
 	# Fuzzing: every `func FuzzXxx` in a *_test.go file runs for $FUZZTIME
 	# (-timeout turns an input that hangs into a failure with stacks).
