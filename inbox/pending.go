@@ -13,8 +13,10 @@ import (
 // goroutine. So a server can keep thousands of waiting polls as records
 // and give each a goroutine only while it reads or answers.
 //
-// Arm, Continue and Close are called by one party at a time (the poll's
-// owner); Stop and Interrupt may be called from anywhere, at any time.
+// Arm and Continue are called by one party at a time (the poll's owner);
+// Close once, by the owner or by whoever ends the poll meanwhile (then an
+// Arm running at the same moment arms a poll that will not be woken); Stop
+// and Interrupt may be called from anywhere, at any time.
 type PendingPoll struct {
 	p     pollRun
 	armed atomic.Bool

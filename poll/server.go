@@ -46,6 +46,8 @@ type Config struct {
 	DrainEnd func() time.Time
 	// Listener, when set and the store is a PollStarter, is the server's
 	// listener: waiting HTTP/1.x polls are then parked (see parking).
+	// http.Server's Shutdown and Close do not reach parked polls: close
+	// Stop first, and they answer.
 	Listener *Listener
 }
 

@@ -233,8 +233,9 @@ extra_checks() {
 	# run once more without it.
 	step "go test -count=1 -run 'WithoutRace' ./..." go test -count=1 -run 'WithoutRace' ./...
 
-	# Waiting polls are parked by default; the end-to-end tests run once
-	# more with every poll waiting in its request (POLLBOX_PARK_POLLS=off).
+	# Waiting polls are parked by default; the end-to-end and HTTP-layer
+	# tests run once more with every poll waiting in its request
+	# (POLLBOX_PARK_POLLS=off).
 	step "go test -race -count=1 . ./poll (POLLBOX_TEST_PARK_POLLS=off)" env POLLBOX_TEST_PARK_POLLS=off go test -race -count=1 . ./poll
 
 	# Fuzzing: every `func FuzzXxx` in a *_test.go file runs for $FUZZTIME
