@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -118,12 +119,24 @@ func (st *userState) isRead(m *Message) bool {
 
 // Counts is a reader's unread count, in total and per message type.
 type Counts struct {
-	Total  int
-	ByType map[string]int // types with n > 0; never nil
+	Total int
+	// ByType holds the types with n > 0; never nil. Read it, never modify
+	// it: a waiting poll's counts may share it with the read state the
+	// instance keeps (see unreadCounts).
+	ByType map[string]int
+	// shared: ByType is a read state's map, which add copies before
+	// changing it.
+	shared bool
 }
 
 func (c *Counts) add(n int, byType map[string]int) {
 	c.Total += n
+	if len(byType) == 0 {
+		return
+	}
+	if c.shared {
+		c.ByType, c.shared = maps.Clone(c.ByType), false
+	}
 	for t, m := range byType {
 		c.ByType[t] += m
 	}
@@ -147,7 +160,14 @@ func (s *Store) unreadCount(ctx context.Context, streams []stream, st *userState
 // Redis.
 func (s *Store) unreadCounts(ctx context.Context, streams []stream, st *userState, cached bool) (Counts, error) {
 	out := Counts{ByType: map[string]int{}}
-	out.add(st.unreadInbox, st.unreadByType)
+	if cached && st.unreadByType != nil {
+		// Most answers add nothing per type to the inbox's counts (no
+		// unread shared messages): they answer with the state's own map,
+		// which states never modify, rather than a copy.
+		out = Counts{Total: st.unreadInbox, ByType: st.unreadByType, shared: true}
+	} else {
+		out.add(st.unreadInbox, st.unreadByType)
+	}
 	now := s.opt.Now()
 	var direct []countCall
 	var shared []countCall
