@@ -115,16 +115,7 @@ func (pk *parking) poll(w http.ResponseWriter, r *http.Request, p Principal, o i
 	res, pp, err := pk.start.StartPoll(ctx, readerOf(p), o)
 	if pp == nil {
 		done()
-		if err != nil {
-			if r.Context().Err() != nil {
-				d.metrics.cutPoll(time.Since(scopeOf(r).start))
-				abortGone(r, "cut")
-			}
-			d.metrics.polls.WithLabelValues("error").Inc()
-			return err
-		}
-		d.writePollAnswer(w, res)
-		return nil
+		return d.pollAnswered(w, r, res, err)
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {

@@ -107,12 +107,18 @@ func (d *deps) pollHere(w http.ResponseWriter, r *http.Request, p Principal, opt
 		defer d.sessions.watch(p.Token, cancel)()
 	}
 	res, err := d.store.Poll(ctx, readerOf(p), opts)
+	if err != nil && errors.Is(context.Cause(ctx), sessionEnded) {
+		d.metrics.polls.WithLabelValues("rejected").Inc()
+		return errSessionExpired
+	}
+	return d.pollAnswered(w, r, res, err)
+}
+
+// pollAnswered writes the answer of a poll that ended in its request, or
+// returns its error; a poll whose client left gets no answer at all.
+func (d *deps) pollAnswered(w http.ResponseWriter, r *http.Request, res inbox.PollResult, err error) error {
 	if err != nil {
-		switch {
-		case errors.Is(context.Cause(ctx), sessionEnded):
-			d.metrics.polls.WithLabelValues("rejected").Inc()
-			return errSessionExpired
-		case r.Context().Err() != nil:
+		if r.Context().Err() != nil {
 			// The client left mid-wait: a proxy's timeout or a closed tab
 			// cut the poll. No answer, not even an empty one.
 			d.metrics.cutPoll(time.Since(scopeOf(r).start))
