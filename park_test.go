@@ -158,13 +158,16 @@ func TestParkedPollOfGoneClientFreesSlot(t *testing.T) {
 	if _, res, _ := pollOnce(hc, in.base, tok, c, 0); res.Status != http.StatusTooManyRequests {
 		t.Fatalf("third poll with two waiting: %v, want 429", res)
 	}
-	// The clients leave; the next poll finds their slots free at once.
+	// The clients leave; their slots are free as soon as the server's
+	// kernel has their FINs (the next poll may race them on a busy machine).
 	for _, rc := range conns {
 		rc.c.Close()
 	}
-	if _, res, err := pollOnce(hc, in.base, tok, c, 0); err != nil || res.Status != http.StatusOK {
-		t.Fatalf("poll after both clients left: %v %v, want 200", res, err)
-	}
+	var res response
+	eventually(t, 2*time.Second, func() bool {
+		_, res, _ = pollOnce(hc, in.base, tok, c, 0)
+		return res.Status == http.StatusOK
+	}, func() string { return fmt.Sprintf("a poll answered 200 after both clients left (last: %v)", res) })
 	// Both are counted as cut (the second maybe after the poll above).
 	var n float64
 	var err error
