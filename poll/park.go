@@ -123,9 +123,9 @@ func (pk *parking) poll(w http.ResponseWriter, r *http.Request, p Principal, o i
 		done()
 		return err
 	}
-	// net/http's read and write deadlines stay on the connection: nothing
-	// reads it while parked, answer sets its own write deadline, and the
-	// server sets both again for the next request.
+	// Hijack cleared net/http's deadlines: nothing reads the connection
+	// while parked, answer sets its own write deadline, and the server
+	// sets both again for the next request.
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		buf := append([]byte(nil), b...)
