@@ -1,11 +1,8 @@
 package poll
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -17,55 +14,30 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"pollbox/internal/rawhttp"
 )
 
-// rawConn is a client connection without a goroutine of its own, so that
-// a test can hold a thousand polls cheaply and count the server's
-// goroutines.
-type rawConn struct {
-	c  net.Conn
-	br *bufio.Reader
-}
+// rawConn is a bare client connection (see rawhttp) whose answers read
+// as this package's response.
+type rawConn struct{ *rawhttp.Conn }
 
 // dialRaw connects to the stack; the connection closes when the test ends.
-func (s *stack) dialRaw(t testing.TB) *rawConn {
+func (s *stack) dialRaw(t testing.TB) rawConn {
 	t.Helper()
-	c, err := net.Dial("tcp", s.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &rawConn{c: c, br: bufio.NewReader(c)}
-}
-
-// rawGet is the text of a GET with a bearer token.
-func rawGet(path, token string) string {
-	return "GET " + path + " HTTP/1.1\r\nHost: pollbox\r\nAuthorization: Bearer " + token + "\r\n\r\n"
-}
-
-func (rc *rawConn) send(t testing.TB, s string) {
-	t.Helper()
-	if _, err := io.WriteString(rc.c, s); err != nil {
-		t.Fatal(err)
-	}
+	return rawConn{rawhttp.Dial(t, s.srv.Listener.Addr().String())}
 }
 
 // readErr reads one answer, waiting until deadline at most.
-func (rc *rawConn) readErr(deadline time.Time) (response, error) {
-	_ = rc.c.SetReadDeadline(deadline)
-	res, err := http.ReadResponse(rc.br, nil)
-	if err != nil {
-		return response{}, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
+func (rc rawConn) readErr(deadline time.Time) (response, error) {
+	res, b, err := rc.ReadBefore(deadline)
 	if err != nil {
 		return response{}, err
 	}
 	return response{status: res.StatusCode, header: res.Header, body: b}, nil
 }
 
-func (rc *rawConn) read(t testing.TB, timeout time.Duration) response {
+func (rc rawConn) read(t testing.TB, timeout time.Duration) response {
 	t.Helper()
 	r, err := rc.readErr(time.Now().Add(timeout))
 	if err != nil {
@@ -76,12 +48,12 @@ func (rc *rawConn) read(t testing.TB, timeout time.Duration) response {
 
 // quiet tells whether nothing has come on the connection, neither bytes
 // nor its end, without waiting and without consuming anything.
-func (rc *rawConn) quiet(t testing.TB) bool {
+func (rc rawConn) quiet(t testing.TB) bool {
 	t.Helper()
-	if rc.br.Buffered() > 0 {
+	if rc.Buffered() > 0 {
 		return false
 	}
-	sc, err := rc.c.(syscall.Conn).SyscallConn()
+	sc, err := rc.C.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +104,10 @@ func TestStackParksWaitingPolls(t *testing.T) {
 			cur := s.cursor(t, tok)
 			client.CloseIdleConnections()
 			before := settledGoroutines()
-			conns := make([]*rawConn, n)
+			conns := make([]rawConn, n)
 			for i := range conns {
 				conns[i] = s.dialRaw(t)
-				conns[i].send(t, rawGet("/v1/poll?timeout=30&cursor="+cur, tok))
+				conns[i].Send(t, rawhttp.Get("/v1/poll?timeout=30&cursor="+cur, tok))
 			}
 			s.waitPolls(t, n)
 			perPoll := float64(settledGoroutines()-before) / n
@@ -166,7 +138,7 @@ func TestStackParksWaitingPolls(t *testing.T) {
 			// The connection serves the next request, and the next poll
 			// waits (parked again) until it times out.
 			rc := conns[0]
-			rc.send(t, rawGet("/v1/poll?timeout=1&cursor="+next, tok))
+			rc.Send(t, rawhttp.Get("/v1/poll?timeout=1&cursor="+next, tok))
 			if r := rc.read(t, 10*time.Second); r.status != http.StatusOK || !strings.Contains(string(r.body), `"messages":[]`) {
 				t.Fatalf("next poll on the connection: %d %s", r.status, r.body)
 			}
@@ -189,9 +161,9 @@ func TestPipelinedPollsOfGoneClientFreeSlot(t *testing.T) {
 			rc := s.dialRaw(t)
 			// Three polls in one write: the first two time out after a
 			// second each, the third waits on.
-			rc.send(t, rawGet("/v1/poll?timeout=1&cursor="+cur, tok)+
-				rawGet("/v1/poll?timeout=1&cursor="+cur, tok)+
-				rawGet("/v1/poll?timeout=30&cursor="+cur, tok))
+			rc.Send(t, rawhttp.Get("/v1/poll?timeout=1&cursor="+cur, tok)+
+				rawhttp.Get("/v1/poll?timeout=1&cursor="+cur, tok)+
+				rawhttp.Get("/v1/poll?timeout=30&cursor="+cur, tok))
 			for i := range 2 {
 				if r := rc.read(t, 10*time.Second); r.status != http.StatusOK {
 					t.Fatalf("pipelined poll %d: %d %s", i+1, r.status, r.body)
@@ -201,7 +173,7 @@ func TestPipelinedPollsOfGoneClientFreeSlot(t *testing.T) {
 			// The third is waiting and holds the slot.
 			checkError(t, do(t, s.url, request{method: "GET", path: "/v1/poll?timeout=0&cursor=" + cur, token: tok}),
 				http.StatusTooManyRequests, "too_many_polls")
-			rc.c.Close()
+			rc.C.Close()
 			deadline := time.Now().Add(3 * time.Second)
 			for {
 				r := do(t, s.url, request{method: "GET", path: "/v1/poll?timeout=0&cursor=" + cur, token: tok})
@@ -284,7 +256,7 @@ func TestParkedPollGoneWhileReading(t *testing.T) {
 	tok := s.token(t, "alice")
 	cur := s.cursor(t, tok)
 	rc := s.dialRaw(t)
-	rc.send(t, rawGet("/v1/poll?timeout=30&cursor="+cur, tok))
+	rc.Send(t, rawhttp.Get("/v1/poll?timeout=30&cursor="+cur, tok))
 	s.waitPolls(t, 1)
 	time.Sleep(200 * time.Millisecond) // parked by now: its reads were quick
 	gate.shut.Store(true)
@@ -294,7 +266,7 @@ func TestParkedPollGoneWhileReading(t *testing.T) {
 		t.Fatal("the waiting poll did not re-read")
 	}
 	// The poll is awake, its read held: the client leaves meanwhile.
-	rc.c.Close()
+	rc.C.Close()
 	time.Sleep(300 * time.Millisecond)
 	gate.shut.Store(false)
 	close(gate.open)
@@ -324,7 +296,7 @@ func TestParkedPollOutlivesReadTimeout(t *testing.T) {
 			tok := s.token(t, "alice")
 			cur := s.cursor(t, tok)
 			rc := s.dialRaw(t)
-			rc.send(t, rawGet("/v1/poll?timeout=3&cursor="+cur, tok))
+			rc.Send(t, rawhttp.Get("/v1/poll?timeout=3&cursor="+cur, tok))
 			s.waitPolls(t, 1)
 			time.Sleep(1500 * time.Millisecond) // past the read deadline
 			checkError(t, do(t, s.url, request{method: "GET", path: "/v1/poll?timeout=0&cursor=" + cur, token: tok}),

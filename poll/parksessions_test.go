@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"pollbox/internal/rawhttp"
 	"pollbox/internal/redistest"
 )
 
@@ -115,11 +116,11 @@ func sessionRecheckThousand(t *testing.T, park string) {
 		}
 	}
 	// An empty inbox and no cursor: every poll waits.
-	conns := make([][]*rawConn, tokens)
+	conns := make([][]rawConn, tokens)
 	for i := range toks {
 		for range perToken {
 			rc := s.dialRaw(t)
-			rc.send(t, rawGet("/v1/poll?timeout=60", toks[i]))
+			rc.Send(t, rawhttp.Get("/v1/poll?timeout=60", toks[i]))
 			conns[i] = append(conns[i], rc)
 		}
 	}
